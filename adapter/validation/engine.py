@@ -1,0 +1,196 @@
+"""The validator: wires structure, terminology, invariants, profiles, bundle and rulebook
+checks over one warm conformance store.
+
+A ``Validator`` is built once (it compiles definitions lazily and caches them) and is safe to
+share between threads for read-only validation: each call gets its own issue list and walker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from adapter.validation import bundle as bundle_rules
+from adapter.validation.api import Report, ValidationOptions
+from adapter.validation.bindings import BindingChecker
+from adapter.validation.invariants import InvariantChecker
+from adapter.validation.issues import Issue
+from adapter.validation.model import SD_BASE
+from adapter.validation.references import BundleIndex
+from adapter.validation.structures import StructureIndex
+from adapter.validation.walker import ResourceContext, Walker
+
+_EXT_CORE = "http://hl7.org/fhir/StructureDefinition/"
+_BECARE = "https://becare.dev/fhir/"
+
+
+class Validator:
+    """Validate FHIR R4 resources and bundles against definitions loaded as data."""
+
+    def __init__(self, store: Any | None = None) -> None:
+        if store is None:
+            from adapter.conformance import default_store
+
+            store = default_store()
+        from adapter.fhirpath import FhirPathEngine
+        from adapter.terminology import Terminology
+
+        self.store = store
+        self.structures = StructureIndex(store)
+        self.terminology = Terminology(store)
+        self.fhirpath = FhirPathEngine(terminology=self.terminology)
+        self.invariants = InvariantChecker(self.fhirpath)
+        self.bindings = BindingChecker(self.terminology)
+        self._base_sources: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+    def validate(self, subject: Any, options: ValidationOptions | None = None) -> Report:
+        """Validate a resource (internal form) or an ``adapter.fhirio.Document``."""
+        options = options or ValidationOptions()
+        document = None
+        if isinstance(subject, dict):
+            resource = subject
+            issues: list[Issue] = []
+        else:
+            document = subject
+            resource = document.resource
+            issues = list(getattr(document, "issues", ()) or ())
+        walker = Walker(self, issues)
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        expr = rtype if isinstance(rtype, str) and rtype else "Resource"
+        rc = ResourceContext(resource, None, None, None)
+        walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
+        region: str | None = options.region
+        version: str | None = None
+        if options.rulebook and isinstance(resource, dict):
+            result = self._rulebook(resource, options)
+            if result is not None:
+                issues.extend(result.issues)
+                region, version = result.region, result.version
+        if document is not None and issues:
+            issues[:] = [_located(i, document) for i in issues]
+        return Report(issues=issues, resource=resource, region=region, rulebook_version=version)
+
+    def validate_bytes(self, data: bytes | str, content_type: str | None = None,
+                       options: ValidationOptions | None = None) -> Report:  # fmt: skip
+        """Parse then validate; raises ``adapter.fhirio.ParseError`` when it cannot parse."""
+        from adapter.fhirio import parse
+
+        fmt = _format_from_content_type(content_type)
+        document = parse(data, fmt)
+        return self.validate(document, options)
+
+    # ------------------------------------------------------------------ walker hooks
+    def before_resource(self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext) -> None:
+        if resource.get("resourceType") == "Bundle":
+            index = BundleIndex.build(resource)
+            rc.bundle = index
+            bundle_rules.check_bundle(walker, resource, expr, index)
+
+    def after_resource(self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext) -> None:
+        return None
+
+    def nested_context(self, value: dict[str, Any], path: str, rc: ResourceContext) -> ResourceContext:
+        if path.endswith(".contained"):
+            return ResourceContext(value, rc.resource, rc.bundle, rc.full_url)
+        if path == "Bundle.entry.resource" and rc.bundle is not None:
+            entry = rc.bundle.entry_for(value)
+            return ResourceContext(value, None, rc.bundle, entry.full_url if entry else None)
+        return ResourceContext(value, None, None, None)
+
+    def is_base_source(self, source: str) -> bool:
+        """Constraints inherited from a core type were already checked by the base walk."""
+        if not source.startswith(SD_BASE):
+            return False
+        known = self._base_sources.get(source)
+        if known is None:
+            sd = self.structures.raw(source)
+            known = sd is not None and sd.get("derivation") != "constraint"
+            self._base_sources[source] = known
+        return known
+
+    def extension_definition(self, url: str) -> Any:
+        compiled = self.structures.get(url)
+        if compiled is None or compiled.type != "Extension":
+            return None
+        return compiled
+
+    def unknown_extension(self, walker: Walker, url: str, expr: str) -> None:
+        if url.startswith(_EXT_CORE) or url.startswith(_BECARE):
+            walker.report("error", "structure", expr, f"The extension {url} is unknown, and not allowed here",
+                          source="profile", message_id="Extension_EXT_Unknown_NotHere")  # fmt: skip
+        else:
+            walker.report("warning", "structure", expr,
+                          f"The extension {url} could not be found so is not checked", source="profile",
+                          message_id="Extension_EXT_Unknown")  # fmt: skip
+
+    def check_xhtml(self, walker: Walker, value: Any, expr: str) -> None:
+        from adapter.fhirpath.xhtml import narrative_problems
+
+        for problem in narrative_problems(value) if isinstance(value, str) else ():
+            walker.report("error", "invalid", expr, problem, source="structure")
+
+    def probe_walker(self) -> Walker:
+        return Walker(self, [])
+
+    def conforms(self, value: Any, url: str, rc: ResourceContext) -> bool:
+        """Does ``value`` conform to the profile ``url``? (profile discriminators, targets)"""
+        profile = self.structures.get(url)
+        if profile is None:
+            return False
+        probe = self.probe_walker()
+        if isinstance(value, dict) and "resourceType" in value:
+            if value.get("resourceType") != profile.type:
+                return False
+            nested = ResourceContext(value, None, rc.bundle, None)
+            probe.walk(value, profile.root, profile, profile.type, "x", nested, profile_mode=True)
+        else:
+            probe.walk(value, profile.root, profile, profile.type, "x", rc, profile_mode=True)
+        return not any(i.is_error for i in probe.issues)
+
+    def check_target_profiles(self, walker: Walker, target: dict[str, Any], urls: list[str], expr: str,
+                              rc: ResourceContext) -> None:  # fmt: skip
+        profiles = [u for u in urls if not (u.startswith(SD_BASE) and "/" not in u[len(SD_BASE):])
+                    and self.structures.get(u) is not None and self.structures.get(u).is_profile]  # type: ignore[union-attr]  # fmt: skip
+        if not profiles:
+            return
+        declared = set(((target.get("meta") or {}).get("profile")) or ())
+        if declared & set(profiles):
+            return
+        if any(self.conforms(target, u, rc) for u in profiles):
+            return
+        walker.report("error", "structure", f"{expr}.reference",
+                      f"The referenced {target.get('resourceType')} does not conform to "
+                      f"{' or '.join(profiles)}", source="profile")  # fmt: skip
+
+    # ------------------------------------------------------------------ rulebook
+    def _rulebook(self, resource: dict[str, Any], options: ValidationOptions) -> Any:
+        try:
+            from adapter.rules import check_rulebook
+        except ImportError:
+            return None
+        return check_rulebook(resource, region=options.region, lang=options.lang, registry=options.registry)
+
+
+def _located(issue: Issue, document: Any) -> Issue:
+    if issue.line is not None or not issue.expression:
+        return issue
+    try:
+        pos = document.locate(issue.expression)
+    except Exception:  # locating is best effort; the issue stands without a position
+        pos = None
+    if pos is None:
+        return issue
+    return issue.at(pos[0], pos[1])
+
+
+def _format_from_content_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    ct = content_type.lower()
+    if "xml" in ct:
+        return "xml"
+    if "json" in ct:
+        return "json"
+    return None

@@ -1,0 +1,105 @@
+"""Invariants: FHIRPath constraints of the definitions, evaluated on each element they govern.
+
+Expressions are compiled once (by the FHIRPath layer) and the commonest base invariants run as
+native Python, which is what makes invariant checking affordable on large bundles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from adapter.validation.model import ElementRule
+
+if TYPE_CHECKING:
+    from adapter.validation.walker import ResourceContext, Walker
+
+_BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
+
+# Base R4 invariants whose published expression is known to be wrong or untestable offline;
+# the reference validator suppresses the same ones.
+_SKIP = frozenset(
+    {
+        "txt-1",  # checked by the xhtml checker with a precise message
+        "txt-2",
+    }
+)
+
+
+def _severity(constraint: dict[str, Any]) -> str:
+    for ext in constraint.get("extension", ()) or ():
+        if ext.get("url") == _BEST_PRACTICE and ext.get("valueBoolean"):
+            return "warning"
+    return "error" if constraint.get("severity") == "error" else "warning"
+
+
+class InvariantChecker:
+    def __init__(self, fhirpath: Any) -> None:
+        self.fp = fhirpath
+        self._native: dict[tuple[str, str], Callable[[Any], bool] | None] = {}
+
+    def _native_for(self, key: str, expression: str) -> Callable[[Any], bool] | None:
+        k = (key, expression)
+        if k not in self._native:
+            finder = getattr(self.fp, "native_invariant", None)
+            self._native[k] = finder(key, expression) if finder else None
+        return self._native[k]
+
+    def check(
+        self,
+        walker: Walker,
+        value: Any,
+        rule: ElementRule,
+        tcode: str,
+        constraint: dict[str, Any],
+        expr: str,
+        rc: ResourceContext,
+    ) -> None:
+        key = constraint.get("key", "")
+        expression = constraint.get("expression", "")
+        if key in _SKIP or not expression:
+            return
+        native = self._native_for(key, expression)
+        try:
+            if native is not None:
+                ok = native(value)
+            else:
+                result = self.fp.evaluate(
+                    expression,
+                    value,
+                    resource=rc.resource,
+                    root_resource=rc.container if rc.container is not None else rc.resource,
+                    resolver=lambda ref, _src=None: rc.resolve(ref),
+                    base_path=_base_path(rule, tcode),
+                )
+                ok = _truthy(result)
+        except Exception as exc:  # an expression the engine cannot run must not pass silently
+            walker.report(
+                "warning", "invariant", expr,
+                f"Constraint {key} could not be evaluated: {type(exc).__name__}: {str(exc)[:200]}",
+                source="invariant", message_id=key,
+            )  # fmt: skip
+            return
+        if not ok:
+            human = constraint.get("human") or expression
+            walker.report(
+                _severity(constraint), "invariant", expr, f"Constraint failed: {key}: '{human}'",
+                source="invariant", message_id=key,
+            )  # fmt: skip
+
+
+def _truthy(result: Any) -> bool:
+    """Invariant semantics: an empty result or a single true passes."""
+    if isinstance(result, list):
+        if not result:
+            return True
+        if len(result) == 1:
+            return result[0] is not False
+        return all(r is not False for r in result)
+    return result is not False
+
+
+def _base_path(rule: ElementRule, tcode: str) -> str:
+    if rule.path and "." not in rule.path and rule.path[0].isupper():
+        return rule.path if rule.path == tcode or not tcode else tcode
+    return rule.path

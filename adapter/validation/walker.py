@@ -1,0 +1,464 @@
+"""The instance walker: one pass over a resource against a compiled StructureDefinition.
+
+Structure (unknown properties, JSON shapes, primitive formats, cardinality), fixed and pattern
+values, bindings, invariants, slicing and references are all checked on the way down, so each
+node is visited once per structure that applies to it (its base type, then each profile).
+In profile mode the checks the base type already made (unknown properties, primitive formats)
+are skipped, so a profile costs only what it adds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from adapter.validation import slicing
+from adapter.validation.compare import fixed_matches, pattern_matches
+from adapter.validation.issues import Issue
+from adapter.validation.model import (
+    PRIMITIVE_TYPES,
+    CompiledStructure,
+    ElementRule,
+    TypeRef,
+    json_children,
+)
+from adapter.validation.primitives import check_primitive
+from adapter.validation.references import BundleIndex, contained_by_id, is_valid_reference_format, reference_type
+
+_NON_DATATYPE = frozenset({"BackboneElement", "Element", ""})
+_EXTENSION_SD = "http://hl7.org/fhir/StructureDefinition/Extension"
+_BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
+# Invariants checked structurally (empty elements, extension value xor children) or by the
+# bundle checker; evaluating them in FHIRPath again would only duplicate the messages.
+_STRUCTURAL = frozenset({"ele-1", "ext-1"})
+
+
+@dataclass
+class ResourceContext:
+    """Where a resource sits: what references resolve against."""
+
+    resource: dict[str, Any]
+    container: dict[str, Any] | None  # the resource holding this one in ``contained``
+    bundle: BundleIndex | None
+    full_url: str | None
+
+    def contained(self) -> dict[str, dict[str, Any]]:
+        owner = self.container if self.container is not None else self.resource
+        return contained_by_id(owner)
+
+    def resolve(self, reference: str) -> dict[str, Any] | None:
+        if reference.startswith("#"):
+            if reference == "#":
+                return self.container if self.container is not None else self.resource
+            return self.contained().get(reference[1:])
+        if self.bundle is not None:
+            entry = self.bundle.resolve(reference, self.full_url)
+            return entry.resource if entry is not None else None
+        return None
+
+
+class Walker:
+    """Validates one resource tree; the engine provides the shared services."""
+
+    def __init__(self, engine: Any, issues: list[Issue]) -> None:
+        self.engine = engine
+        self.index = engine.structures
+        self.issues = issues
+        self.regexes = self.index.regexes
+
+    # ------------------------------------------------------------------ reporting
+    def report(
+        self, severity: str, code: str, expr: str, message: str, source: str = "structure", message_id: str | None = None
+    ) -> None:
+        self.issues.append(Issue(severity, code, expr, message, source=source, message_id=message_id))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ resources
+    def validate_resource(
+        self,
+        resource: Any,
+        expr: str,
+        rc: ResourceContext,
+        *,
+        extra_profiles: tuple[str, ...] = (),
+        expected_types: tuple[str, ...] = (),
+    ) -> None:
+        if not isinstance(resource, dict):
+            self.report("error", "structure", expr, "A resource must be a JSON object")
+            return
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or not rtype:
+            self.report("error", "structure", expr, "The resource has no resourceType")
+            return
+        base = self.index.get(rtype) if self.index.is_resource_type(rtype) else None
+        if base is None:
+            self.report("error", "structure", expr, f"Unknown resource type '{rtype}'", message_id="UNKNOWN_TYPE")
+            return
+        if expected_types and rtype not in expected_types and "Resource" not in expected_types:
+            self.report("error", "structure", expr, f"The resource type '{rtype}' is not allowed here")
+        self.engine.before_resource(self, resource, expr, rc)
+        self.walk(resource, base.root, base, rtype, expr, rc, profile_mode=False)
+        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+        declared = [p for p in (meta.get("profile") or ()) if isinstance(p, str)]
+        for i, url in enumerate(declared):
+            self.apply_profile(resource, url, f"{expr}.meta.profile[{i}]", expr, rc, declared=True)
+        for url in extra_profiles:
+            if url not in declared:
+                self.apply_profile(resource, url, expr, expr, rc, declared=False)
+        self.engine.after_resource(self, resource, expr, rc)
+
+    def apply_profile(
+        self, resource: dict[str, Any], url: str, where: str, expr: str, rc: ResourceContext, *, declared: bool
+    ) -> None:
+        profile = self.index.get(url.split("|", 1)[0])
+        if profile is None:
+            if declared:
+                self.report(
+                    "warning", "not-supported", where,
+                    f"Profile reference '{url}' has not been checked because it is unknown", source="profile",
+                    message_id="VALIDATION_VAL_PROFILE_UNKNOWN",
+                )  # fmt: skip
+            else:
+                self.report("error", "not-found", expr, f"Unable to find the profile '{url}'", source="profile")
+            return
+        if profile.type != resource.get("resourceType"):
+            self.report(
+                "error", "structure", where,
+                f"The profile '{url}' is for {profile.type} resources, not {resource.get('resourceType')}",
+                source="profile",
+            )  # fmt: skip
+            return
+        if profile.kind == "resource" and profile.url.startswith("http://hl7.org/fhir/StructureDefinition/") and not profile.is_profile:
+            return  # the base definition: already walked
+        self.walk(resource, profile.root, profile, profile.type, expr, rc, profile_mode=True)
+
+    # ------------------------------------------------------------------ elements
+    def walk(
+        self,
+        value: Any,
+        rule: ElementRule,
+        structure: CompiledStructure,
+        tcode: str | None,
+        expr: str,
+        rc: ResourceContext,
+        *,
+        profile_mode: bool,
+    ) -> None:
+        """Check one item (not a list) against ``rule``."""
+        if tcode is None:
+            tcode = rule.types[0].code if rule.types else structure.type
+        if rule.fixed is not None and not fixed_matches(value, rule.fixed[1]):
+            self.report(
+                "error", "value", expr,
+                f"Value is {_show(value)} but must be {_show(rule.fixed[1])} (fixed value)", source="profile",
+            )  # fmt: skip
+        if rule.pattern is not None and not pattern_matches(value, rule.pattern[1]):
+            self.report(
+                "error", "value", expr,
+                f"The value does not match the required pattern {_show(rule.pattern[1])}", source="profile",
+            )  # fmt: skip
+        if tcode in PRIMITIVE_TYPES:
+            if not profile_mode:
+                problem = check_primitive(value, tcode, self.regexes)
+                if problem:
+                    self.report("error", "invalid" if "JSON" not in problem else "structure", expr, problem)
+                    return
+            if rule.max_length and isinstance(value, str) and len(value) > rule.max_length:
+                self.report(
+                    "error", "too-long", expr,
+                    f"The value is longer ({len(value)}) than the maximum length {rule.max_length}", source="profile",
+                )  # fmt: skip
+            if rule.binding:
+                self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
+            if tcode == "xhtml" and not profile_mode:
+                self.engine.check_xhtml(self, value, expr)
+            return
+        if not isinstance(value, dict):
+            if not profile_mode:
+                self.report("error", "structure", expr, f"This property must be an object, not {_kind(value)}")
+            return
+        if rule.types and tcode in ("Resource", "DomainResource") or (
+            rule is not structure.root and self.index.is_resource_type(tcode)
+        ):
+            if not profile_mode:
+                expected = tuple(t.code for t in rule.types)
+                nested = self.engine.nested_context(value, rule.path, rc)
+                self.validate_resource(value, expr, nested, expected_types=expected)
+            return
+        if not value and not profile_mode:
+            self.report("error", "structure", expr, "Object must have some content", message_id="Object_must_have_some_content")
+            return
+
+        if tcode == "Extension" and not profile_mode and _is_absolute(value.get("url")):
+            definition = self.engine.extension_definition(value["url"])
+            if definition is not None and definition is not structure:
+                self.walk(value, definition.root, definition, "Extension", expr, rc, profile_mode=False)
+                return
+            if definition is None:
+                self.engine.unknown_extension(self, value["url"], expr)
+
+        # which children: those the (profiled) snapshot spells out, else the datatype's own
+        cstruct = structure
+        if rule.children or rule.content_reference or rule is structure.root:
+            cmap = json_children(rule, structure)
+            owner = rule
+        else:
+            dt = self.index.get(tcode)
+            if dt is None:
+                if not profile_mode:
+                    self.report("error", "structure", expr, f"Unknown type '{tcode}'")
+                return
+            cstruct, owner = dt, dt.root
+            cmap = json_children(dt.root, dt)
+            self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
+
+        self._children(value, cmap, owner, cstruct, expr, rc, profile_mode)
+        self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
+        if rule.binding and tcode in ("Coding", "CodeableConcept", "Quantity", "CodeableReference"):
+            self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
+        if tcode == "Reference":
+            self._reference(value, rule, expr, rc, profile_mode)
+        elif tcode == "Coding" and not profile_mode:
+            self.engine.bindings.check_coding(self, value, expr)
+        elif tcode == "CodeableConcept" and not profile_mode:
+            for i, coding in enumerate(value.get("coding") or ()):
+                if isinstance(coding, dict):
+                    self.engine.bindings.check_coding(self, coding, f"{expr}.coding[{i}]")
+        # a type profile (e.g. an Address that must be a be-address) applies in addition
+        chosen = _type_ref(rule, tcode)
+        if chosen is not None and chosen.profiles and tcode != "Extension":
+            for url in chosen.profiles:
+                prof = self.index.get(url)
+                if prof is not None and prof.is_profile:
+                    self.walk(value, prof.root, prof, tcode, expr, rc, profile_mode=True)
+
+    def _children(
+        self,
+        value: dict[str, Any],
+        cmap: dict[str, tuple[ElementRule, str | None]],
+        owner: ElementRule,
+        cstruct: CompiledStructure,
+        expr: str,
+        rc: ResourceContext,
+        profile_mode: bool,
+    ) -> None:
+        present: dict[int, tuple[ElementRule, list[tuple[str, str | None]]]] = {}
+        is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
+        for key in value:
+            if key.startswith("_"):
+                base_key = key[1:]
+                if base_key in cmap:
+                    if base_key not in value:
+                        child, ctype = cmap[base_key]
+                        present.setdefault(id(child), (child, []))[1].append((base_key, ctype))
+                    if not profile_mode:
+                        self._primitive_companion(value, key, cmap[base_key], expr, rc)
+                    continue
+                if not profile_mode:
+                    self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'",
+                                message_id="Unrecognised_property")  # fmt: skip
+                continue
+            if key == "resourceType" and is_resource_root:
+                continue
+            if key == "fhir_comments":
+                continue
+            entry = cmap.get(key)
+            if entry is None:
+                if not profile_mode:
+                    self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'",
+                                message_id="Unrecognised_property")  # fmt: skip
+                continue
+            present.setdefault(id(entry[0]), (entry[0], []))[1].append((key, entry[1]))
+
+        for child, keys in present.values():
+            if len(keys) > 1 and child.is_choice:
+                self.report("error", "structure", f"{expr}.{keys[1][0]}",
+                            f"Only one of the choices of {child.name} may be present")  # fmt: skip
+            items: list[tuple[Any, str, str | None, bool]] = []  # (item, key, type, is_null_placeholder)
+            for key, ctype in keys:
+                raw = value.get(key)
+                companion = value.get("_" + key)
+                if isinstance(raw, list):
+                    if child.max <= 1 and not profile_mode:
+                        self.report("error", "structure", f"{expr}.{key}",
+                                    f"This property must be a single value, not an array (max = {_fmt_max(child.max)})")  # fmt: skip
+                    if not raw and not profile_mode:
+                        self.report("error", "structure", f"{expr}.{key}", "Array cannot be empty - the property should not be present if it has no values")  # fmt: skip
+                    for j, item in enumerate(raw):
+                        if item is None:
+                            ok = isinstance(companion, list) and j < len(companion) and companion[j] is not None
+                            if not ok and not profile_mode:
+                                self.report("error", "structure", f"{expr}.{key}[{j}]", "Null values are not allowed in arrays unless the primitive has an extension or id")  # fmt: skip
+                            items.append((None, f"{key}[{j}]", ctype, True))
+                        else:
+                            items.append((item, f"{key}[{j}]", ctype, False))
+                elif raw is None and key in value:
+                    if not profile_mode:
+                        self.report("error", "structure", f"{expr}.{key}", "Null values are not allowed here")
+                elif raw is None:  # only the _companion is there
+                    items.append((None, key if child.max <= 1 else f"{key}[0]", ctype, True))
+                else:
+                    if child.max > 1 and not profile_mode:
+                        self.report("error", "structure", f"{expr}.{key}",
+                                    f"This property must be an array, not a single value (max = {_fmt_max(child.max)})")  # fmt: skip
+                    items.append((raw, key if child.max <= 1 else f"{key}[0]", ctype, False))
+            count = len(items)
+            if count < child.min:
+                self.report("error", "required", f"{expr}.{keys[0][0]}",
+                            f"{child.path}: minimum required = {child.min}, but only found {count}",
+                            source="profile" if profile_mode else "structure")  # fmt: skip
+            if count > child.max:
+                self.report("error", "structure", f"{expr}.{keys[0][0]}",
+                            f"{child.path}: max allowed = {_fmt_max(child.max)}, but found {count}",
+                            source="profile" if profile_mode else "structure")  # fmt: skip
+            slice_of: list[ElementRule | None] = [None] * count
+            if child.slices or child.slicing:
+                slice_of = slicing.assign(self, child, cstruct, items, expr, rc, profile_mode)
+            for (item, key, ctype, placeholder), slice_rule in zip(items, slice_of, strict=True):
+                if placeholder:
+                    continue
+                iexpr = f"{expr}.{key}"
+                ctype = ctype or _guess_type(child, item)
+                self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
+                if slice_rule is not None:
+                    self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
+
+        for name, (child, _ctype) in _required(cmap):
+            if id(child) not in present:
+                self.report("error", "required", f"{expr}",
+                            f"{child.path}: minimum required = {child.min}, but only found 0",
+                            source="profile" if profile_mode else "structure")  # fmt: skip
+                _ = name
+
+    def _primitive_companion(
+        self, value: dict[str, Any], key: str, entry: tuple[ElementRule, str | None], expr: str, rc: ResourceContext
+    ) -> None:
+        """``_name`` carries the id and extensions of a primitive; check it as an Element."""
+        child, ctype = entry
+        ctype = ctype or (child.types[0].code if child.types else "string")
+        if ctype not in PRIMITIVE_TYPES:
+            self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'")
+            return
+        companion = value[key]
+        element_sd = self.index.get(ctype)
+        if element_sd is None:
+            return
+        cmap = {k: v for k, v in json_children(element_sd.root, element_sd).items() if k != "value"}
+        items = companion if isinstance(companion, list) else [companion]
+        if isinstance(companion, list) and isinstance(value.get(key[1:]), list) and len(companion) != len(value[key[1:]]):
+            self.report("error", "structure", f"{expr}.{key}", "The arrays of values and their extensions must have the same length")
+        for j, item in enumerate(items):
+            if item is None:
+                continue
+            iexpr = f"{expr}.{key}[{j}]" if isinstance(companion, list) else f"{expr}.{key}"
+            if not isinstance(item, dict):
+                self.report("error", "structure", iexpr, f"This property must be an object, not {_kind(item)}")
+                continue
+            self._children(item, cmap, element_sd.root, element_sd, iexpr, rc, False)
+
+    # ------------------------------------------------------------------ invariants
+    def _invariants(
+        self,
+        value: Any,
+        rule: ElementRule,
+        structure: CompiledStructure,
+        tcode: str,
+        expr: str,
+        rc: ResourceContext,
+        profile_mode: bool,
+    ) -> None:
+        for constraint in rule.constraints:
+            key = constraint.get("key", "")
+            if key in _STRUCTURAL:
+                continue
+            if profile_mode and self.engine.is_base_source(constraint.get("source", "")):
+                continue  # inherited from a core type: the base walk evaluated it
+            self.engine.invariants.check(self, value, rule, tcode, constraint, expr, rc)
+
+    # ------------------------------------------------------------------ references
+    def _reference(self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext, profile_mode: bool) -> None:
+        ref = value.get("reference")
+        if not isinstance(ref, str):
+            return
+        if not profile_mode and not is_valid_reference_format(ref):
+            self.report("error", "invalid", f"{expr}.reference", f"Invalid reference format '{ref}'")
+            return
+        targets = [tp for t in rule.types if t.code == "Reference" for tp in t.target_profiles]
+        if not targets:
+            return
+        target = rc.resolve(ref)
+        target_type = target.get("resourceType") if isinstance(target, dict) else reference_type(ref)
+        if target_type is None:
+            return
+        allowed = {self._profile_type(tp) for tp in targets}
+        if "Resource" in allowed or target_type in allowed:
+            if target is not None and profile_mode:
+                self.engine.check_target_profiles(self, target, targets, expr, rc)
+            return
+        self.report(
+            "error", "structure", f"{expr}.reference",
+            f"The type '{target_type}' implied by the reference '{ref}' is not valid for the target of this element "
+            f"(must be one of {', '.join(sorted(a for a in allowed if a))})",
+            source="profile" if profile_mode else "structure",
+        )  # fmt: skip
+
+    def _profile_type(self, url: str) -> str:
+        compiled = self.index.get(url)
+        if compiled is not None:
+            return compiled.type
+        return url.rsplit("/", 1)[-1]
+
+
+
+def _is_absolute(url: Any) -> bool:
+    return isinstance(url, str) and ("://" in url or url.startswith("urn:"))
+
+
+def _required(cmap: dict[str, tuple[ElementRule, str | None]]) -> list[tuple[str, tuple[ElementRule, str | None]]]:
+    seen: set[int] = set()
+    out = []
+    for name, entry in cmap.items():
+        if entry[0].min > 0 and id(entry[0]) not in seen:
+            seen.add(id(entry[0]))
+            out.append((name, entry))
+    return out
+
+
+def _type_ref(rule: ElementRule, tcode: str) -> TypeRef | None:
+    for t in rule.types:
+        if t.code == tcode:
+            return t
+    return None
+
+
+def _guess_type(rule: ElementRule, item: Any) -> str | None:
+    if len(rule.types) == 1:
+        return rule.types[0].code
+    return None
+
+
+def _fmt_max(value: float) -> str:
+    return "*" if math.isinf(value) else str(int(value))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a number" if isinstance(value, int | float) else type(value).__name__
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    import json
+
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+Hook = Callable[..., None]
