@@ -1,0 +1,155 @@
+"""The validator engine, aspect by aspect, on small hand-made resources."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from adapter.validation.api import ValidationOptions
+from adapter.validation.engine import Validator
+
+OPTS = ValidationOptions(rulebook=False)
+
+
+@pytest.fixture(scope="module")
+def validator() -> Validator:
+    return Validator()
+
+
+def errors(validator: Validator, resource: dict, **kw: object) -> list[str]:
+    report = validator.validate(resource, ValidationOptions(rulebook=False, **kw))  # type: ignore[arg-type]
+    return [f"{i.expression}: {i.message}" for i in report.issues if i.is_error]
+
+
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "name": [{"family": "Peeters", "given": ["An"]}],
+    "gender": "female",
+    "birthDate": "1950-02-28",
+}
+
+
+def test_valid_patient_has_no_errors(validator: Validator) -> None:
+    assert errors(validator, PATIENT) == []
+
+
+def test_unknown_property_is_reported_with_its_path(validator: Validator) -> None:
+    bad = {**PATIENT, "favouriteColour": "blue"}
+    assert errors(validator, bad) == ["Patient.favouriteColour: Unrecognized property 'favouriteColour'"]
+
+
+def test_array_and_single_value_shapes(validator: Validator) -> None:
+    bad = {**PATIENT, "gender": ["female"], "name": {"family": "X"}}
+    found = errors(validator, bad)
+    assert any(e.startswith("Patient.gender:") and "not an array" in e for e in found)
+    assert any(e.startswith("Patient.name:") and "must be an array" in e for e in found)
+
+
+def test_primitive_formats(validator: Validator) -> None:
+    bad = {**PATIENT, "birthDate": "1950-02-30", "active": "yes"}
+    found = errors(validator, bad)
+    assert any(e.startswith("Patient.birthDate:") for e in found)
+    assert any(e.startswith("Patient.active:") and "boolean" in e for e in found)
+
+
+def test_empty_values_are_errors(validator: Validator) -> None:
+    bad = {**PATIENT, "name": [], "telecom": [{}], "gender": ""}
+    found = errors(validator, bad)
+    assert any(e.startswith("Patient.name:") and "empty" in e for e in found)
+    assert any(e.startswith("Patient.telecom[0]:") for e in found)
+    assert any(e.startswith("Patient.gender:") and "empty" in e for e in found)
+
+
+def test_required_cardinality(validator: Validator) -> None:
+    obs = {"resourceType": "Observation", "status": "final"}
+    found = errors(validator, obs)
+    assert any("Observation.code: minimum required = 1" in e for e in found)
+
+
+def test_required_binding(validator: Validator) -> None:
+    bad = {**PATIENT, "gender": "bogus"}
+    found = errors(validator, bad)
+    assert len(found) == 1 and found[0].startswith("Patient.gender:")
+
+
+def test_invariant_is_evaluated(validator: Validator) -> None:
+    bad = {**PATIENT, "contact": [{"gender": "male"}]}  # pat-1: a contact needs details
+    found = errors(validator, bad)
+    assert any("pat-1" in e and e.startswith("Patient.contact[0]") for e in found)
+
+
+def test_datatype_invariant_on_period(validator: Validator) -> None:
+    bad = {**PATIENT, "name": [{"family": "X", "period": {"start": "2020-01-02", "end": "2020-01-01"}}]}
+    found = errors(validator, bad)
+    assert any("per-1" in e for e in found)
+
+
+def test_reference_target_type(validator: Validator) -> None:
+    bad = {**PATIENT, "managingOrganization": {"reference": "Patient/other"}}
+    found = errors(validator, bad)
+    assert any(e.startswith("Patient.managingOrganization") and "Organization" in e for e in found)
+
+
+def test_contained_and_extension(validator: Validator) -> None:
+    ok = {
+        **PATIENT,
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                       "valueAddress": {"city": "Gent"}}],
+    }  # fmt: skip
+    assert errors(validator, ok) == []
+    bad = copy.deepcopy(ok)
+    bad["extension"][0] = {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueString": "Gent"}
+    assert errors(validator, bad)
+
+
+def _bundle(entries: list[dict], btype: str = "collection") -> dict:
+    return {"resourceType": "Bundle", "type": btype, "entry": entries}
+
+
+def test_bundle_duplicate_ids_and_unresolved_urn(validator: Validator) -> None:
+    p = {"fullUrl": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d", "resource": PATIENT}
+    dup = {"fullUrl": "urn:uuid:9e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d", "resource": PATIENT}
+    found = errors(validator, _bundle([p, dup]))
+    assert any("Duplicate resource Patient/p1" in e for e in found)
+    obs = {
+        "fullUrl": "urn:uuid:ae4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d",
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                     "subject": {"reference": "urn:uuid:be4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d"}},
+    }  # fmt: skip
+    found = errors(validator, _bundle([p, obs]))
+    assert found == [
+        "Bundle.entry[1].resource.subject.reference: Unable to resolve the reference "
+        "'urn:uuid:be4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d' inside the bundle"
+    ]
+
+
+def test_bundle_reference_resolution_checks_target_type(validator: Validator) -> None:
+    p = {"fullUrl": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d", "resource": PATIENT}
+    org_ref = {"reference": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d"}
+    other = {"fullUrl": "urn:uuid:9e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d",
+             "resource": {"resourceType": "Patient", "id": "p2", "managingOrganization": org_ref}}  # fmt: skip
+    found = errors(validator, _bundle([p, other]))
+    assert any("Bundle.entry[1].resource.managingOrganization" in e for e in found)
+
+
+def test_transaction_needs_requests(validator: Validator) -> None:
+    p = {"fullUrl": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d", "resource": PATIENT}
+    found = errors(validator, _bundle([p], "transaction"))
+    assert any("bdl-3" in e for e in found)
+    p["request"] = {"method": "POST", "url": "Patient"}
+    assert errors(validator, _bundle([p], "transaction")) == []
+
+
+def test_profile_option_applies_profile(validator: Validator) -> None:
+    url = "https://www.ehealth.fgov.be/standards/fhir/core/StructureDefinition/be-patient"
+    report = validator.validate(PATIENT, ValidationOptions(rulebook=False, profiles=(url,)))
+    assert not report.has_errors, [i.message for i in report.issues]
+
+
+def test_unknown_declared_profile_is_a_warning(validator: Validator) -> None:
+    res = {**PATIENT, "meta": {"profile": ["http://example.org/StructureDefinition/nope"]}}
+    report = validator.validate(res, OPTS)
+    assert not report.has_errors
+    assert any(i.severity == "warning" and "nope" in i.message for i in report.issues)
