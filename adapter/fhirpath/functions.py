@@ -1,0 +1,680 @@
+"""FHIR functions fhirpathpy lacks, and fixes of a few it has, as an invocation table.
+
+Entries take `(ctx, data, *params)` with fhirpathpy ResourceNodes (we hand the table to the engine
+unprocessed, so functions see the node types and `ctx["becare"]`, the per-evaluation state:
+resolver, terminology, conformsTo callback, trace callback).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import re
+from collections import abc
+from decimal import Decimal
+
+from fhirpathpy import engine
+from fhirpathpy.engine import nodes, util
+from fhirpathpy.engine.invocations import invocation_registry as base
+from fhirpathpy.engine.invocations import navigation
+
+from adapter.fhirpath import temporal
+from adapter.fhirpath.patches import _child_nodes
+from adapter.fhirpath.xhtml import html_checks
+
+log = logging.getLogger(__name__)
+RN = nodes.ResourceNode
+_TEMPORAL_TYPES = {"date", "dateTime", "instant", "time"}
+
+
+def _state(ctx) -> dict:
+    return ctx.get("becare") or {}
+
+
+def _data(x):
+    return x.data if isinstance(x, RN) else x
+
+
+def _is_primitive(v) -> bool:
+    return v is not None and not isinstance(v, abc.Mapping | list)
+
+
+def _single(coll, name: str):
+    if len(coll) > 1:
+        raise ValueError(f"{name}() expects a single item, got {len(coll)}")
+    return coll[0] if coll else None
+
+
+# ---- existence / values -------------------------------------------------------------------------
+
+
+def has_value(ctx, coll):
+    if len(coll) != 1:
+        return False
+    return _is_primitive(_data(coll[0]))
+
+
+def _with_primitive_side(ctx, coll, exclude: bool):
+    out = []
+    for item in coll:
+        out.extend(navigation.create_reduce_children(ctx, exclude)([], item))
+        data = _data(item)
+        if exclude and isinstance(data, abc.Mapping):
+            # a primitive child carrying only id/extension (`_family` without `family`) is a child too
+            for k in data:
+                if k.startswith("_") and k[1:] not in data:
+                    out.extend(_child_nodes(ctx["model"], item, k[1:]))
+        side = getattr(item, "_data", None)
+        if isinstance(side, abc.Mapping) and not isinstance(item.data, abc.Mapping):
+            out.extend(navigation.create_reduce_children(ctx, exclude)([], RN(side, "Element")))
+    return out
+
+
+def children(ctx, coll):
+    return _with_primitive_side(ctx, coll, True)
+
+
+def descendants(ctx, coll):
+    res, ch = [], _with_primitive_side(ctx, coll, False)
+    while ch:
+        res += ch
+        ch = _with_primitive_side(ctx, ch, False)
+    return res
+
+
+# ---- references, terminology, profiles ----------------------------------------------------------
+
+
+def resolve(ctx, coll):
+    state = _state(ctx)
+    resolver = state.get("resolver")
+    out = []
+    for item in coll:
+        data = _data(item)
+        ref = data.get("reference") if isinstance(data, abc.Mapping) else data
+        if not isinstance(ref, str) or not ref:
+            continue
+        target = resolver(ref, state.get("resource")) if resolver else None
+        if target is None:
+            target = default_resolve(ref, state.get("resource"), state.get("root_resource"))
+        if target is not None:
+            out.append(RN.create_node(target))
+    return out
+
+
+def default_resolve(ref: str, resource: dict | None, root: dict | None) -> dict | None:
+    """Contained `#id` in the resource, else a Bundle entry by fullUrl or Type/id."""
+    if ref.startswith("#"):
+        for res in (resource, root):
+            if isinstance(res, dict):
+                if ref == "#":
+                    return res
+                for c in res.get("contained") or []:
+                    if isinstance(c, dict) and c.get("id") == ref[1:]:
+                        return c
+        return None
+    if isinstance(root, dict) and root.get("resourceType") == "Bundle":
+        for entry in root.get("entry") or []:
+            r = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(r, dict):
+                continue
+            full = entry.get("fullUrl")
+            if full == ref:
+                return r
+            local = f"{r.get('resourceType')}/{r.get('id')}"
+            if r.get("id") and (ref == local or ref.endswith("/" + local)):
+                return r
+    return None
+
+
+def _codings(v) -> list[tuple[str | None, str, str | None]]:
+    if isinstance(v, str):
+        return [(None, v, None)]
+    if isinstance(v, abc.Mapping):
+        if "coding" in v:
+            return [c for x in v.get("coding") or [] for c in _codings(x)]
+        if isinstance(v.get("code"), str):
+            return [(v.get("system"), v["code"], v.get("display"))]
+    return []
+
+
+def member_of(ctx, coll, valueset):
+    term = _state(ctx).get("terminology")
+    if term is None or not isinstance(valueset, str) or len(coll) != 1:
+        return []
+    codings = _codings(_data(coll[0]))
+    if not codings:
+        return []
+    unknown = False
+    for system, code, display in codings:
+        status = getattr(term.validate_code(valueset, system, code, display), "status", "unknown")
+        if status == "valid":
+            return True
+        unknown = unknown or status != "invalid"
+    return [] if unknown else False
+
+
+def fn_html_checks(ctx, coll):
+    item = _single(coll, "htmlChecks")
+    return [] if item is None else html_checks(_data(item))
+
+
+_CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def conforms_to(ctx, coll, url):
+    """Delegates to the wired validator callback. Without one, only the base-type question is
+    answered (`conformsTo('.../StructureDefinition/Patient')` on a Patient): other profiles are empty."""
+    item = _single(coll, "conformsTo")
+    if item is None:
+        return []
+    if not re.match(r"^(https?://|urn:)\S+/\S+", url or ""):
+        raise ValueError(f"conformsTo() needs a canonical URL, got {url!r}")
+    fn = _state(ctx).get("conforms_to")
+    data = _data(item)
+    if fn is not None:
+        res = fn(data, url)
+        return [] if res is None else bool(res)
+    tail = url[len(_CORE_SD) :] if url.startswith(_CORE_SD) else ""
+    if re.fullmatch(r"[A-Z][A-Za-z]+", tail) and isinstance(data, abc.Mapping) and "resourceType" in data:
+        return data["resourceType"] == tail
+    return []
+
+
+def extension(ctx, coll, url):
+    """extension(url), also on primitives (their extensions live in the `_name` sibling)."""
+    out = []
+    for item in coll:
+        data = _data(item)
+        holder = data if isinstance(data, abc.Mapping) else getattr(item, "_data", None)
+        if not isinstance(holder, abc.Mapping):
+            continue
+        for ext in holder.get("extension") or []:
+            if isinstance(ext, abc.Mapping) and ext.get("url") == url:
+                out.append(RN.create_node(ext, "Extension"))
+    return out
+
+
+def today(ctx, coll):
+    v = base["today"]["fn"](ctx, coll)
+    return temporal.FP_Date(str(getattr(v, "asStr", v))[:10])
+
+
+def to_date_time(ctx, coll):
+    if len(coll) == 1 and isinstance(_data(coll[0]), temporal.FP_Date):
+        return nodes.FP_DateTime(_data(coll[0]).asStr)
+    return base["toDateTime"]["fn"](ctx, coll)
+
+
+def to_boolean(ctx, coll):
+    if len(coll) == 1 and isinstance(_data(coll[0]), Decimal) and _data(coll[0]) in (0, 1):
+        return bool(_data(coll[0]))
+    return base["toBoolean"]["fn"](ctx, coll)
+
+
+def converts_to_boolean(ctx, coll):
+    if len(coll) != 1:
+        return []
+    return to_boolean(ctx, coll) not in ([], None)
+
+
+# ---- numbers, dates, quantities -----------------------------------------------------------------
+
+
+def _plain(x):
+    """Value for arithmetic/comparison: FHIR typed strings become FP dates, Quantities FP_Quantity."""
+    if isinstance(x, RN):
+        info = x.get_type_info()
+        if info is not None and info.name == "Quantity" and isinstance(x.data, abc.Mapping):
+            q = x.data
+            if q.get("value") is None:
+                return None
+            code = q.get("code") or q.get("unit")
+            unit = nodes.FP_Quantity.timeUnitsToUCUM.get(code, f"'{code}'") if code else None
+            return nodes.FP_Quantity(util.get_data(q["value"]), unit)
+        if x.path in _TEMPORAL_TYPES and isinstance(x.data, str):
+            cls = {"time": nodes.FP_Time, "date": temporal.FP_Date}.get(x.path, nodes.FP_DateTime)
+            return cls(x.data) or x.data
+        return util.get_data(x)
+    return util.get_data(x)
+
+
+def _boundary(ctx, coll, digits=None, *, high: bool):
+    item = _single(coll, "highBoundary" if high else "lowBoundary")
+    if item is None:
+        return []
+    digits = None if digits == [] else digits
+    v = _plain(item)
+    if isinstance(v, bool):
+        return []
+    if isinstance(v, int | Decimal):
+        r = temporal.decimal_boundary(v, digits, high)
+    elif isinstance(v, nodes.FP_Quantity):
+        b = temporal.decimal_boundary(Decimal(v.value), digits, high)
+        r = None if b is None else nodes.FP_Quantity(b, v.unit)
+    else:
+        r = temporal.temporal_boundary(v, digits, high)
+    return [] if r is None else r
+
+
+def precision(ctx, coll):
+    item = _single(coll, "precision")
+    if item is None:
+        return []
+    r = temporal.precision(_plain(item))
+    return [] if r is None else r
+
+
+_DIMENSIONS = {
+    "length": {"'m'", "'cm'", "'mm'", "'km'", "'[in_i]'", "'[ft_i]'", "'[mi_i]'"},
+    "mass": {"'g'", "'mg'", "'kg'", "'ug'", "'[lb_av]'", "lbs", "'[oz_av]'"},
+    "time": {
+        "'s'",
+        "'ms'",
+        "'min'",
+        "'h'",
+        "'d'",
+        "'wk'",
+        "'mo'",
+        "'a'",
+        "year",
+        "years",
+        "month",
+        "months",
+        "week",
+        "weeks",
+        "day",
+        "days",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "second",
+        "seconds",
+        "millisecond",
+        "milliseconds",
+    },
+    "volume": {"'L'", "'mL'", "'dL'", "'l'", "'ml'"},
+}
+
+
+def _dimension(unit):
+    for dim, units in _DIMENSIONS.items():
+        if unit in units:
+            return dim
+    return unit
+
+
+def comparable(ctx, coll, other):
+    a = _plain(_single(coll, "comparable")) if coll else None
+    b = _plain(other[0]) if isinstance(other, list) and other else _plain(other)
+    if not isinstance(a, nodes.FP_Quantity) or not isinstance(b, nodes.FP_Quantity):
+        return []
+    return _dimension(a.unit) == _dimension(b.unit)
+
+
+def _to_unit(q: nodes.FP_Quantity, unit) -> Decimal | None:
+    if q.unit == unit:
+        return Decimal(q.value)
+    conv = nodes.FP_Quantity.conv_unit_to(q.unit, Decimal(q.value), unit)
+    return None if conv is None else Decimal(conv.value)
+
+
+def _cmp(a, b) -> int | None:
+    """Three-way compare for ordering; None = incomparable precision (empty result)."""
+    if isinstance(a, nodes.FP_TimeBase) or isinstance(b, nodes.FP_TimeBase):
+        return temporal.compare(a, b)
+    if isinstance(a, nodes.FP_Quantity) and isinstance(b, nodes.FP_Quantity):
+        bv = _to_unit(b, a.unit)
+        if bv is None:
+            raise ValueError(f"cannot compare quantities in {a.unit} and {b.unit}")
+        av = Decimal(a.value)
+        return (av > bv) - (av < bv)
+    if isinstance(a, bool) or isinstance(b, bool):
+        raise TypeError("booleans are not ordered")
+    if (isinstance(a, str) and isinstance(b, str)) or (util.is_number(a) and util.is_number(b)):
+        return (a > b) - (a < b)
+    raise TypeError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
+
+
+def _comparison(op):
+    def fn(ctx, xs, ys):
+        if len(xs) != 1 or len(ys) != 1:
+            raise ValueError("comparison operands must be single items")
+        c = _cmp(_plain(xs[0]), _plain(ys[0]))
+        return [] if c is None else op(c)
+
+    fn.__name__ = f"cmp_{op.__name__}"
+    return fn
+
+
+def _lt(c):
+    return c < 0
+
+
+def _gt(c):
+    return c > 0
+
+
+def _le(c):
+    return c <= 0
+
+
+def _ge(c):
+    return c >= 0
+
+
+def _temporal_pair(xs, ys):
+    if len(xs) == 1 and len(ys) == 1:
+        a, b = _plain(xs[0]), _plain(ys[0])
+        if (isinstance(a, nodes.FP_TimeBase) and isinstance(b, nodes.FP_TimeBase | str)) or (
+            isinstance(b, nodes.FP_TimeBase) and isinstance(a, str)
+        ):
+            if isinstance(a, str):
+                a = type(b)(a) if type(b)(a) is not None else None
+            if isinstance(b, str):
+                b = type(a)(b) if type(a)(b) is not None else None
+            if a is None or b is None:
+                return False, None
+            if isinstance(a, nodes.FP_Time) != isinstance(b, nodes.FP_Time):
+                return True, 1  # a date never equals a time
+            return True, temporal.compare(a, b)
+    return False, None
+
+
+def equal(ctx, xs, ys):
+    handled, c = _temporal_pair(xs, ys)
+    if handled:
+        return [] if c is None else c == 0
+    return base["="]["fn"](ctx, xs, ys)
+
+
+def unequal(ctx, xs, ys):
+    r = equal(ctx, xs, ys)
+    return r if r == [] else not util.is_true(r)
+
+
+def _equiv_items(ctx, a, b) -> bool:
+    return util.is_true(base["~"]["fn"](ctx, [a], [b]))
+
+
+def equivalent(ctx, xs, ys):
+    if len(xs) != len(ys):
+        return False
+    handled, c = _temporal_pair(xs, ys)
+    if handled:
+        return c == 0
+    if len(xs) <= 1:
+        return util.is_true(base["~"]["fn"](ctx, xs, ys)) or (not xs and not ys)
+    remaining = list(ys)
+    for a in xs:
+        hit = next((i for i, b in enumerate(remaining) if _equiv_items(ctx, a, b)), None)
+        if hit is None:
+            return False
+        remaining.pop(hit)
+    return True
+
+
+def not_equivalent(ctx, xs, ys):
+    return not util.is_true(equivalent(ctx, xs, ys))
+
+
+def _arith(name: str, sign: int):
+    orig = base[name]["fn"]
+
+    def fn(ctx, xs, ys):
+        if len(xs) == 1 and len(ys) == 1:
+            a, b = _plain(xs[0]), _plain(ys[0])
+            if isinstance(b, nodes.FP_Quantity) and isinstance(a, nodes.FP_TimeBase | str):
+                if isinstance(a, str):
+                    a = nodes.FP_TimeBase.get_match_data(a)
+                if a is not None:
+                    r = temporal.add_quantity(a, sign * Decimal(b.value), b.unit)
+                    if r is not None:
+                        return r
+        return orig(ctx, xs, ys)
+
+    fn.__name__ = f"arith_{name}"
+    return fn
+
+
+# ---- strings -------------------------------------------------------------------------------------
+
+
+def to_string(ctx, coll):
+    if len(coll) != 1:
+        return []
+    v = _plain(coll[0])
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, nodes.FP_Quantity):
+        return f"{v.value} {v.unit}"
+    if isinstance(v, nodes.FP_TimeBase):
+        return v.asStr
+    if isinstance(v, abc.Mapping | list) or v is None:
+        return []
+    return str(v)
+
+
+def matches_full(ctx, coll, regex):
+    s = _single(coll, "matchesFull")
+    if s is None or regex == [] or regex is None:
+        return []
+    return re.fullmatch(regex, _data(s), re.DOTALL) is not None
+
+
+def _string_fn(name: str, empty_param_result=None):
+    """fhirpathpy raises on an empty argument where FHIRPath wants an empty result."""
+    orig = base[name]["fn"]
+
+    def fn(ctx, coll, *params):
+        if any(p == [] or p is None for p in params):
+            return []
+        return orig(ctx, coll, *params)
+
+    fn.__name__ = f"str_{name}"
+    return fn
+
+
+def starts_with(ctx, coll, prefix):
+    s = _single(coll, "startsWith")
+    if s is None or prefix == [] or prefix is None:
+        return []
+    v = _data(s)
+    if not isinstance(v, str):
+        raise TypeError("startsWith() applies to strings")
+    return v.startswith(prefix)
+
+
+def replace_matches(ctx, coll, regex, subst):
+    s = _single(coll, "replaceMatches")
+    if s is None or regex in ([], None) or subst in ([], None):
+        return []
+    v = _data(s)
+    if regex == "":
+        return v
+    return re.sub(regex, re.sub(r"\$(\d+)", r"\\\1", subst), v)
+
+
+def escape(ctx, coll, target):
+    s = _single(coll, "escape")
+    if s is None or target in ([], None):
+        return []
+    v = _data(s)
+    if target == "html":
+        return html.escape(v, quote=True).replace("&#x27;", "&#39;")
+    if target == "json":
+        return json.dumps(v, ensure_ascii=False)[1:-1]
+    return []
+
+
+def unescape(ctx, coll, target):
+    s = _single(coll, "unescape")
+    if s is None or target in ([], None):
+        return []
+    v = _data(s)
+    if target == "html":
+        return html.unescape(v)
+    if target == "json":
+        return json.loads('"' + re.sub(r'(?<!\\)"', '\\"', v) + '"')
+    return []
+
+
+# ---- collections and control flow ----------------------------------------------------------------
+
+
+def _expr_ast(func):
+    cells = dict(zip(func.__code__.co_freevars, func.__closure__ or (), strict=False))
+    return cells["param"].cell_contents
+
+
+def sort(ctx, coll, *exprs):
+    keys = []
+    for e in exprs:
+        ast = _expr_ast(e)
+        desc = ast.get("type") == "PolarityExpression" and ast.get("terminalNodeText", [""])[0] == "-"
+        keys.append((ast["children"][0] if desc else ast, desc))
+
+    def key_values(item):
+        if not keys:
+            return [(_plain(item), False)]
+        out = []
+        for ast, desc in keys:
+            ctx["$this"] = [item]
+            r = engine.do_eval(ctx, [item], ast)
+            if len(r) > 1:
+                raise ValueError("sort() key must be a single value")
+            out.append((_plain(r[0]) if r else None, desc))
+        return out
+
+    decorated = [(key_values(x), x) for x in coll]
+
+    def compare(a, b):
+        for (va, desc), (vb, _) in zip(a[0], b[0], strict=True):
+            if va is None or vb is None:
+                c = (va is not None) - (vb is not None)
+                if c:
+                    return c  # empty keys sort first in both directions
+                continue
+            c = _cmp(va, vb) or 0
+            if c:
+                return -c if desc else c
+        return 0
+
+    return [x for _, x in sorted(decorated, key=functools.cmp_to_key(compare))]
+
+
+def iif(ctx, data, cond, ok, fail=None):
+    if len(data) > 1:
+        raise ValueError("iif() may not be called on a collection of more than one item")
+    crit = cond(data)
+    if len(crit) > 1 or (crit and not isinstance(_data(crit[0]), bool)):
+        raise TypeError("iif() criterion must be a single boolean")
+    if crit and _data(crit[0]) is True:
+        return ok(data)
+    return fail(data) if fail else []
+
+
+def single(ctx, coll):
+    if len(coll) > 1:
+        raise ValueError(f"single() on a collection of {len(coll)} items")
+    return coll
+
+
+def not_fn(ctx, coll):
+    if len(coll) > 1:
+        raise ValueError("not() on a collection of more than one item")
+    if not coll:
+        return []
+    v = _data(coll[0])
+    return not v if isinstance(v, bool) else False  # singleton evaluation: one non-boolean item is true
+
+
+def round_fn(ctx, coll, digits=0):
+    item = _single(coll, "round")
+    if item is None:
+        return []
+    return base["round"]["fn"](ctx, coll, 0 if digits == [] else digits)
+
+
+def trace(ctx, coll, label="", projection=None):
+    cb = _state(ctx).get("trace")
+    if cb is not None:
+        cb(label, [_data(x) for x in (projection(coll) if projection else coll)])
+    return coll
+
+
+def _restoring(fn):
+    """Macros leave ctx['$this'] pointing at their last item; restore it so later arguments see the
+    right focus (`where(...).sequence.subsetOf($this.item...)`)."""
+
+    @functools.wraps(fn)
+    def wrapped(ctx, *args):
+        saved = {k: ctx[k] for k in ("$this", "$index", "$total") if k in ctx}
+        try:
+            return fn(ctx, *args)
+        finally:
+            for k in ("$this", "$index", "$total"):
+                ctx.pop(k, None)
+            ctx.update(saved)
+
+    return wrapped
+
+
+def build_table() -> dict:
+    table: dict[str, dict] = {
+        "hasValue": {"fn": has_value},
+        "children": {"fn": children},
+        "descendants": {"fn": descendants},
+        "resolve": {"fn": resolve},
+        "memberOf": {"fn": member_of, "arity": {1: ["String"]}},
+        "htmlChecks": {"fn": fn_html_checks},
+        "htmlchecks": {"fn": fn_html_checks},
+        "conformsTo": {"fn": conforms_to, "arity": {1: ["String"]}},
+        "lowBoundary": {
+            "fn": lambda c, d, p=None: _boundary(c, d, p, high=False),
+            "arity": {0: [], 1: ["Integer"]},
+        },
+        "highBoundary": {
+            "fn": lambda c, d, p=None: _boundary(c, d, p, high=True),
+            "arity": {0: [], 1: ["Integer"]},
+        },
+        "precision": {"fn": precision},
+        "comparable": {"fn": comparable, "arity": {1: ["Any"]}},
+        "sort": {"fn": sort, "variadic": "Expr"},
+        "matchesFull": {"fn": matches_full, "arity": {1: ["String"]}, "nullable_input": True},
+        "escape": {"fn": escape, "arity": {1: ["String"]}, "nullable_input": True},
+        "unescape": {"fn": unescape, "arity": {1: ["String"]}, "nullable_input": True},
+        "toString": {"fn": to_string},
+        "startsWith": {"fn": starts_with, "arity": {1: ["String"]}, "nullable_input": True},
+        "replaceMatches": {"fn": replace_matches, "arity": {2: ["String", "String"]}, "nullable_input": True},
+        "indexOf": {"fn": _string_fn("indexOf"), "arity": {1: ["String"]}, "nullable_input": True},
+        "replace": {"fn": _string_fn("replace"), "arity": {2: ["String", "String"]}, "nullable_input": True},
+        "iif": {"fn": iif, "arity": {2: ["Expr", "Expr"], 3: ["Expr", "Expr", "Expr"]}},
+        "single": {"fn": single},
+        "extension": {"fn": extension, "arity": {1: ["String"]}},
+        "today": {"fn": today},
+        "toDateTime": {"fn": to_date_time},
+        "toBoolean": {"fn": to_boolean},
+        "convertsToBoolean": {"fn": converts_to_boolean},
+        "not": {"fn": not_fn},
+        "round": {"fn": round_fn, "arity": {0: [], 1: ["Number"]}},
+        "trace": {"fn": trace, "arity": {0: [], 1: ["String"], 2: ["String", "Expr"]}},
+        "=": {"fn": equal, "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "!=": {"fn": unequal, "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "~": {"fn": equivalent, "arity": {2: ["Any", "Any"]}},
+        "!~": {"fn": not_equivalent, "arity": {2: ["Any", "Any"]}},
+        "<": {"fn": _comparison(_lt), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        ">": {"fn": _comparison(_gt), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "<=": {"fn": _comparison(_le), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        ">=": {"fn": _comparison(_ge), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "+": {"fn": _arith("+", 1), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "-": {"fn": _arith("-", -1), "arity": {2: ["Any", "Any"]}, "nullable": True},
+    }
+    for name in ("where", "select", "exists", "all", "repeat", "aggregate"):
+        table[name] = {**base[name], "fn": _restoring(base[name]["fn"])}
+    for name in ("sort", "iif"):
+        table[name]["fn"] = _restoring(table[name]["fn"])
+    return table
