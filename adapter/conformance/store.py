@@ -45,7 +45,7 @@ class _Entry:
 def version_key(version: str | None) -> tuple:
     """Order versions semantically: numeric parts as numbers, pre-release tags before the release."""
     if not version:
-        return ((-1,),)
+        return (((-1, -1, ""),), (0, ""))
     main, _, pre = version.partition("-")
     parts: list[tuple] = []
     for p in re.split(r"[.]", main):

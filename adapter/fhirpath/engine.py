@@ -108,9 +108,9 @@ class FhirPathEngine:
         else:
             data_root = util.arraify(node)
         variables = _Vars(
-            context=node,
-            resource=resource,
-            rootResource=root_resource,
+            context=data_root[0] if len(data_root) == 1 else node,
+            resource=_as_node(resource),
+            rootResource=_as_node(root_resource),
             ucum="http://unitsofmeasure.org",
             sct="http://snomed.info/sct",
             loinc="http://loinc.org",
@@ -154,6 +154,13 @@ class FhirPathEngine:
 
     def native_invariant(self, key: str, expression: str) -> NativeInvariant | None:
         return native_invariant(key, expression)
+
+
+def _as_node(resource: Any) -> Any:
+    """%resource and %rootResource are typed nodes, so ``.type()`` and ``ofType`` see them."""
+    if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+        return nodes.ResourceNode(resource, resource["resourceType"])
+    return resource
 
 
 def _unwrap(item: Any) -> Any:

@@ -117,7 +117,9 @@ class Validator:
         return compiled
 
     def unknown_extension(self, walker: Walker, url: str, expr: str) -> None:
-        if url.startswith(_EXT_CORE) or url.startswith(_BECARE):
+        # Our own namespace is fully known, so an unknown becare extension is a mistake; others
+        # (HL7's extension pack, vendors') may simply not be loaded here.
+        if url.startswith(_BECARE):
             walker.report("error", "structure", expr, f"The extension {url} is unknown, and not allowed here",
                           source="profile", message_id="Extension_EXT_Unknown_NotHere")  # fmt: skip
         else:

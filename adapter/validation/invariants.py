@@ -70,7 +70,7 @@ class InvariantChecker:
                     resource=rc.resource,
                     root_resource=rc.container if rc.container is not None else rc.resource,
                     resolver=lambda ref, _src=None: rc.resolve(ref),
-                    base_path=_base_path(rule, tcode),
+                    node_type=_node_type(rule, tcode),
                 )
                 ok = _truthy(result)
         except Exception as exc:  # an expression the engine cannot run must not pass silently
@@ -99,7 +99,9 @@ def _truthy(result: Any) -> bool:
     return result is not False
 
 
-def _base_path(rule: ElementRule, tcode: str) -> str:
-    if rule.path and "." not in rule.path and rule.path[0].isupper():
-        return rule.path if rule.path == tcode or not tcode else tcode
-    return rule.path
+def _node_type(rule: ElementRule, tcode: str) -> str:
+    """What fhirpathpy should take the node to be: its datatype, or for backbone elements the
+    element path (fhirpathpy's model resolves both)."""
+    if tcode in ("BackboneElement", "Element") or not tcode:
+        return rule.path
+    return tcode

@@ -81,6 +81,7 @@ class ElementRule:
     slicing: dict[str, Any] | None = None
     max_length: int | None = None
     is_choice: bool = False
+    has_limits: bool = False  # minValue[x] / maxValue[x]
     # filled lazily by the structure index: JSON key -> (rule, type code)
     json_children: dict[str, tuple[ElementRule, str | None]] | None = None
 
@@ -137,6 +138,7 @@ def _compile_element(defn: dict[str, Any], elem_id: str) -> ElementRule:
         slicing=defn.get("slicing"),
         max_length=defn.get("maxLength"),
         is_choice=name.endswith("[x]"),
+        has_limits=any(k.startswith(("minValue", "maxValue")) for k in defn),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from adapter.validation import slicing
 from adapter.validation.compare import fixed_matches, pattern_matches
+from adapter.validation.datatypes import check_attachment, check_limits
 from adapter.validation.issues import Issue
 from adapter.validation.model import (
     PRIMITIVE_TYPES,
@@ -147,7 +148,13 @@ class Walker:
     ) -> None:
         """Check one item (not a list) against ``rule``."""
         if tcode is None:
-            tcode = rule.types[0].code if rule.types else structure.type
+            if rule.types:
+                tcode = rule.types[0].code
+            elif rule.content_reference:
+                target = structure.by_id.get(rule.content_reference.split("#", 1)[-1])
+                tcode = target.types[0].code if target is not None and target.types else "BackboneElement"
+            else:
+                tcode = structure.type
         if rule.fixed is not None and not fixed_matches(value, rule.fixed[1]):
             self.report(
                 "error", "value", expr,
@@ -160,6 +167,8 @@ class Walker:
             )  # fmt: skip
         if tcode in PRIMITIVE_TYPES:
             if not profile_mode:
+                if rule.id.count(".") == 1 and rule.name == "id" and structure.kind == "resource":
+                    tcode = "id"  # R4 types Resource.id as a plain string; its value is an id
                 problem = check_primitive(value, tcode, self.regexes)
                 if problem:
                     self.report("error", "invalid" if "JSON" not in problem else "structure", expr, problem)
@@ -171,6 +180,8 @@ class Walker:
                 )  # fmt: skip
             if rule.binding:
                 self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
+            if rule.has_limits:
+                check_limits(self, value, tcode, rule, expr)
             if tcode == "xhtml" and not profile_mode:
                 self.engine.check_xhtml(self, value, expr)
             return
@@ -217,8 +228,12 @@ class Walker:
         self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
         if rule.binding and tcode in ("Coding", "CodeableConcept", "Quantity", "CodeableReference"):
             self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
+        if rule.has_limits:
+            check_limits(self, value, tcode, rule, expr)
         if tcode == "Reference":
             self._reference(value, rule, expr, rc, profile_mode)
+        elif tcode == "Attachment" and not profile_mode:
+            check_attachment(self, value, expr)
         elif tcode == "Coding" and not profile_mode:
             self.engine.bindings.check_coding(self, value, expr)
         elif tcode == "CodeableConcept" and not profile_mode:
@@ -260,8 +275,6 @@ class Walker:
                                 message_id="Unrecognised_property")  # fmt: skip
                 continue
             if key == "resourceType" and is_resource_root:
-                continue
-            if key == "fhir_comments":
                 continue
             entry = cmap.get(key)
             if entry is None:

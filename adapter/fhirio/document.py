@@ -1,0 +1,139 @@
+"""``parse``: bytes or text in, a ``Document`` (the internal form plus parse findings) out.
+
+The document keeps its source so that ``locate()`` can map an issue expression back to a
+line and column, but it only builds the position index on the first call: a valid
+document is never tokenized twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapter.fhirio import jsonparse, sniff
+from adapter.fhirio.errors import DEFAULT_LIMITS, Limits, ParseError
+from adapter.fhirio.model import core_model
+from adapter.validation.issues import Issue
+
+
+@dataclass
+class Document:
+    resource: dict[str, Any]
+    format: str  # "json" | "xml"
+    issues: list[Issue] = field(default_factory=list)
+    _source: Any = field(default=None, repr=False, compare=False)
+    _locator: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def located(self) -> bool:
+        """Whether the position index has been built (it is built on the first ``locate``)."""
+        return self._locator is not None
+
+    def locate(self, expression: str) -> tuple[int, int] | None:
+        """(line, col) of ``expression`` (FHIRPath with indexes) in the source text, or of
+        its deepest existing ancestor; None when the document has no source or the path
+        does not start at this resource."""
+        locator = self._locator
+        if locator is None:
+            locator = self._build_locator()
+            if locator is None:
+                return None
+        return locator.locate(expression)
+
+    def _build_locator(self) -> Any:
+        from adapter.fhirio import locate
+
+        source = self._source
+        if source is None:
+            return None
+        if self.format == "json":
+            self._locator = locate.JsonLocator(source, self.resource.get("resourceType"))
+        else:
+            root, data = source
+            text = data if isinstance(data, str) else sniff.decode(data)
+            self._locator = locate.XmlLocator(root, text)
+        return self._locator
+
+
+def _check_size(data: bytes | str, limits: Limits) -> None:
+    if len(data) > limits.max_bytes:
+        raise ParseError(
+            f"The content is {len(data)} bytes, over the limit of {limits.max_bytes}", code="too-costly"
+        )
+
+
+def _parse_json(data: bytes | str, limits: Limits) -> Document:
+    text = sniff.decode(data) if isinstance(data, bytes) else data.lstrip("\ufeff")
+    value, has_duplicates = jsonparse.loads(text, limits)
+    if not isinstance(value, dict):
+        kind = "an array" if isinstance(value, list) else f"a {type(value).__name__} value"
+        raise ParseError(
+            f"The JSON content is {kind}, not an object: a FHIR resource is expected",
+            line=1,
+            col=1,
+            code="structure",
+        )
+    rtype = value.get("resourceType")
+    doc = Document(value, "json", [], text)
+    if not isinstance(rtype, str) or not rtype:
+        raise ParseError(
+            "The JSON object has no 'resourceType': it is not a FHIR resource",
+            line=1,
+            col=1,
+            code="structure",
+        )
+    if rtype not in core_model().resource_types:
+        where = doc.locate("resourceType") or (None, None)
+        raise ParseError(f"Unknown resource type '{rtype}'", line=where[0], col=where[1], code="structure")
+    if has_duplicates:
+        doc.locate(rtype)  # builds the tokenizer, which lists the duplicates with their paths
+        for dup in doc._locator.duplicates:
+            doc.issues.append(
+                Issue(
+                    severity="error",
+                    code="structure",
+                    expression=dup.expression,
+                    message=f"Duplicate JSON property '{dup.key}' (only the last value is kept)",
+                    message_id="JSON_DUPLICATE_PROPERTY",
+                    line=dup.line,
+                    col=dup.col,
+                )
+            )
+    return doc
+
+
+def _parse_xml(data: bytes | str, limits: Limits) -> Document:
+    from adapter.fhirio import xmlparse
+
+    raw = sniff.xml_bytes(data)
+    root = xmlparse.parse_tree(raw, limits)
+    resource, issues = xmlparse.convert(root, core_model(), limits)
+    return Document(resource, "xml", issues, (root, raw))
+
+
+def parse(data: bytes | str, format: str | None = None, *, limits: Limits = DEFAULT_LIMITS) -> Document:
+    """Parse a FHIR resource. ``format`` is ``json``, ``xml``, a content type, or None to
+    sniff. Raises ``ParseError`` when there is no FHIR resource to work on."""
+    if not isinstance(data, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"parse() takes bytes or str, not {type(data).__name__}")
+    if not isinstance(data, (bytes, str)):
+        data = bytes(data)
+    _check_size(data, limits)
+    fmt = sniff.normalize_format(format) or sniff.sniff(data)
+    if fmt == "json":
+        return _parse_json(data, limits)
+    return _parse_xml(data, limits)
+
+
+def parse_file(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Document:
+    """Parse a file; the extension (``.json``/``.xml``) names the format, else it is sniffed.
+    The size is checked before the file is read."""
+    p = Path(path)
+    size = p.stat().st_size
+    if size > limits.max_bytes:
+        raise ParseError(f"The file is {size} bytes, over the limit of {limits.max_bytes}", code="too-costly")
+    suffix = p.suffix.lower()
+    fmt = "json" if suffix == ".json" else "xml" if suffix == ".xml" else None
+    return parse(p.read_bytes(), fmt, limits=limits)
