@@ -2,7 +2,7 @@
 
 Accepts what ``--ig`` users have at hand: single JSON or XML resources, Bundles of them, folders
 (searched recursively), gzipped JSON Bundles, and FHIR NPM packages (``.tgz`` with a ``package/``
-folder). Anything that is not a conformance resource (examples, package.json, ImplementationGuide)
+folder). Anything that is not a conformance resource (examples, package.json)
 is skipped silently; a file that cannot be parsed is an error naming the file.
 """
 

@@ -19,7 +19,7 @@ from typing import Any
 
 CANONICAL_TYPES = frozenset({
     "StructureDefinition", "ValueSet", "CodeSystem", "NamingSystem", "ConceptMap",
-    "SearchParameter", "OperationDefinition",
+    "SearchParameter", "OperationDefinition", "ImplementationGuide",
 })
 CORE_SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
 

@@ -135,3 +135,26 @@ def _check_links(walker: Walker, bundle: dict[str, Any], expr: str) -> None:
                           f"The link relationship type '{rel}' can only occur once", source="bundle")  # fmt: skip
         if isinstance(rel, str):
             seen.add(rel)
+
+
+def _parameter_resources(parameters: list[Any], path: str) -> Iterator[tuple[dict[str, Any], str]]:
+    for i, param in enumerate(parameters):
+        if not isinstance(param, dict):
+            continue
+        if isinstance(param.get("resource"), dict):
+            yield param["resource"], f"{path}[{i}].resource"
+        yield from _parameter_resources(param.get("part") or [], f"{path}[{i}].part")
+
+
+def check_parameters(walker: Walker, parameters: dict[str, Any], expr: str) -> None:
+    """Resources carried in one Parameters refer to each other like bundle entries do: a
+    relative reference to a resource type that the Parameters carries must resolve."""
+    resources = list(_parameter_resources(parameters.get("parameter") or [], f"{expr}.parameter"))
+    ids = {(r.get("resourceType"), r.get("id")) for r, _ in resources}
+    carried = {t for t, _ in ids}
+    for res, path in resources:
+        for ref, rpath in iter_references(res, path):
+            parts = ref.split("/")
+            if len(parts) == 2 and parts[0] in carried and (parts[0], parts[1]) not in ids:
+                walker.report("error", "not-found", rpath,
+                              f"Unable to resolve resource with reference '{ref}'", source="bundle")  # fmt: skip

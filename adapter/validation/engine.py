@@ -42,6 +42,7 @@ class Validator:
         self.invariants = InvariantChecker(self.fhirpath)
         self.bindings = BindingChecker(self.terminology)
         self._base_sources: dict[str, bool] = {}
+        self._globals: dict[str, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -87,6 +88,8 @@ class Validator:
             index = BundleIndex.build(resource)
             rc.bundle = index
             bundle_rules.check_bundle(walker, resource, expr, index)
+        elif resource.get("resourceType") == "Parameters":
+            bundle_rules.check_parameters(walker, resource, expr)
 
     def after_resource(self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext) -> None:
         return None
@@ -98,6 +101,17 @@ class Validator:
             entry = rc.bundle.entry_for(value)
             return ResourceContext(value, None, rc.bundle, entry.full_url if entry else None)
         return ResourceContext(value, None, None, None)
+
+    def global_profiles(self, rtype: str) -> tuple[str, ...]:
+        """Profiles an ImplementationGuide declares ``global`` for every resource of a type."""
+        if self._globals is None:
+            table: dict[str, list[str]] = {}
+            for ig in self.store.all("ImplementationGuide"):
+                for g in ig.get("global") or ():
+                    if isinstance(g, dict) and isinstance(g.get("type"), str) and isinstance(g.get("profile"), str):
+                        table.setdefault(g["type"], []).append(g["profile"])
+            self._globals = {k: tuple(v) for k, v in table.items()}
+        return self._globals.get(rtype, ())
 
     def is_base_source(self, source: str) -> bool:
         """Constraints inherited from a core type were already checked by the base walk."""
@@ -153,8 +167,14 @@ class Validator:
 
     def check_target_profiles(self, walker: Walker, target: dict[str, Any], urls: list[str], expr: str,
                               rc: ResourceContext) -> None:  # fmt: skip
-        profiles = [u for u in urls if not (u.startswith(SD_BASE) and "/" not in u[len(SD_BASE):])
-                    and self.structures.get(u) is not None and self.structures.get(u).is_profile]  # type: ignore[union-attr]  # fmt: skip
+        profiles: list[str] = []
+        for url in urls:
+            compiled = self.structures.get(url)
+            if compiled is None:
+                walker.report("error", "not-found", expr, f"Unable to resolve the profile reference '{url}'",
+                              source="profile")  # fmt: skip
+            elif compiled.is_profile:
+                profiles.append(url)
         if not profiles:
             return
         declared = set(((target.get("meta") or {}).get("profile")) or ())

@@ -21,6 +21,7 @@ class StructureIndex:
         self._lock = threading.Lock()
         self._regexes: dict[str, re.Pattern[str]] | None = None
         self._resource_types: frozenset[str] | None = None
+        self.broken: dict[str, str] = {}  # url -> why it cannot be used
 
     def get(self, url_or_type: str) -> CompiledStructure | None:
         key = url_or_type if "/" in url_or_type else SD_BASE + url_or_type
@@ -28,8 +29,12 @@ class StructureIndex:
             return self._compiled[key]
         except KeyError:
             pass
-        sd = self.store.structure_definition(key)
         compiled: CompiledStructure | None = None
+        try:
+            sd = self.store.structure_definition(key)
+        except ValueError as exc:  # a profile whose snapshot cannot be generated
+            self.broken[key] = str(exc)
+            sd = None
         if sd is not None and (sd.get("snapshot") or {}).get("element"):
             try:
                 compiled = compile_structure(sd)

@@ -104,6 +104,9 @@ class Walker:
         declared = [p for p in (meta.get("profile") or ()) if isinstance(p, str)]
         for i, url in enumerate(declared):
             self.apply_profile(resource, url, f"{expr}.meta.profile[{i}]", expr, rc, declared=True)
+        for url in self.engine.global_profiles(rtype):
+            if url not in declared and url not in extra_profiles:
+                self.apply_profile(resource, url, expr, expr, rc, declared=True)
         for url in extra_profiles:
             if url not in declared:
                 self.apply_profile(resource, url, expr, expr, rc, declared=False)
@@ -113,6 +116,10 @@ class Walker:
         self, resource: dict[str, Any], url: str, where: str, expr: str, rc: ResourceContext, *, declared: bool
     ) -> None:
         profile = self.index.get(url.split("|", 1)[0])
+        if profile is None and url.split("|", 1)[0] in self.index.broken:
+            self.report("error", "invalid", where,
+                        f"Profile '{url}' cannot be used: {self.index.broken[url.split('|', 1)[0]]}", source="profile")  # fmt: skip
+            return
         if profile is None:
             if declared:
                 self.report(
@@ -192,10 +199,12 @@ class Walker:
         if rule.types and tcode in ("Resource", "DomainResource") or (
             rule is not structure.root and self.index.is_resource_type(tcode)
         ):
+            nested = self.engine.nested_context(value, rule.path, rc)
             if not profile_mode:
                 expected = tuple(t.code for t in rule.types)
-                nested = self.engine.nested_context(value, rule.path, rc)
                 self.validate_resource(value, expr, nested, expected_types=expected)
+            else:
+                self._nested_type_profiles(value, rule, expr, nested)
             return
         if not value and not profile_mode:
             self.report("error", "structure", expr, "Object must have some content", message_id="Object_must_have_some_content")
@@ -211,7 +220,13 @@ class Walker:
 
         # which children: those the (profiled) snapshot spells out, else the datatype's own
         cstruct = structure
-        if rule.children or rule.content_reference or rule is structure.root:
+        if rule.content_reference and not rule.children:
+            # a contentReference means the element of the base type, not a profile's constrained copy
+            base = self.index.get(structure.type) or structure
+            owner = base.by_id.get(rule.content_reference.split("#", 1)[-1]) or rule
+            cstruct = base
+            cmap = json_children(owner, base)
+        elif rule.children or rule is structure.root:
             cmap = json_children(rule, structure)
             owner = rule
         else:
@@ -415,6 +430,41 @@ class Walker:
             f"(must be one of {', '.join(sorted(a for a in allowed if a))})",
             source="profile" if profile_mode else "structure",
         )  # fmt: skip
+
+    def _nested_type_profiles(self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext) -> None:
+        """A profile may require a nested resource (Bundle.entry.resource, a parameter, a
+        contained resource) to conform to a profile of its own; several listed profiles are
+        alternatives: conforming to one is enough."""
+        rtype = value.get("resourceType")
+        urls = [url for t in rule.types for url in t.profiles]
+        if not urls:
+            return
+        candidates = []
+        for url in urls:
+            prof = self.index.get(url)
+            if prof is not None and prof.type == rtype and prof.is_profile:
+                candidates.append(prof)
+        if not candidates:
+            unresolved = [u for u in urls if self.index.get(u) is None]
+            if unresolved:
+                self.report("error", "not-found", expr, f"Unable to resolve the profile reference '{unresolved[0]}'",
+                            source="profile")  # fmt: skip
+            return
+        attempts: list[list[Issue]] = []
+        for prof in candidates:
+            probe = self.engine.probe_walker()
+            probe.walk(value, prof.root, prof, rtype, expr, rc, profile_mode=True)
+            if not any(i.is_error for i in probe.issues):
+                self.issues.extend(probe.issues)
+                return
+            attempts.append(probe.issues)
+        broken = [u for u in urls if u in self.index.broken]
+        if broken:
+            # an alternative we cannot evaluate might be the one it conforms to
+            self.report("warning", "not-supported", expr,
+                        f"Not checked against '{broken[0]}': {self.index.broken[broken[0]]}", source="profile")  # fmt: skip
+            return
+        self.issues.extend(attempts[0])
 
     def _profile_type(self, url: str) -> str:
         compiled = self.index.get(url)
