@@ -167,14 +167,21 @@ class Validator:
 
     def check_target_profiles(self, walker: Walker, target: dict[str, Any], urls: list[str], expr: str,
                               rc: ResourceContext) -> None:  # fmt: skip
+        """A resolved target must conform to one of the target profiles for its type; a base
+        type among them (e.g. plain RelatedPerson) accepts any instance of that type."""
+        rtype = target.get("resourceType")
         profiles: list[str] = []
         for url in urls:
             compiled = self.structures.get(url)
             if compiled is None:
                 walker.report("error", "not-found", expr, f"Unable to resolve the profile reference '{url}'",
                               source="profile")  # fmt: skip
-            elif compiled.is_profile:
-                profiles.append(url)
+                continue
+            if compiled.type != rtype and compiled.type != "Resource":
+                continue
+            if not compiled.is_profile:
+                return
+            profiles.append(url)
         if not profiles:
             return
         declared = set(((target.get("meta") or {}).get("profile")) or ())
@@ -183,8 +190,8 @@ class Validator:
         if any(self.conforms(target, u, rc) for u in profiles):
             return
         walker.report("error", "structure", f"{expr}.reference",
-                      f"The referenced {target.get('resourceType')} does not conform to "
-                      f"{' or '.join(profiles)}", source="profile")  # fmt: skip
+                      f"The referenced {rtype} does not conform to {' or '.join(profiles)}",
+                      source="profile")  # fmt: skip
 
     # ------------------------------------------------------------------ rulebook
     def _rulebook(self, resource: dict[str, Any], options: ValidationOptions) -> Any:
