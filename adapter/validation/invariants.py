@@ -26,6 +26,38 @@ _SKIP = frozenset(
 )
 
 
+def _ref_1(node: Any) -> bool | None:
+    ref = node.get("reference") if isinstance(node, dict) else None
+    return True if not isinstance(ref, str) or not ref.startswith("#") else None
+
+
+def _bdl_5(node: Any) -> bool | None:
+    return isinstance(node, dict) and any(k in node for k in ("resource", "request", "response"))
+
+
+def _bdl_8(node: Any) -> bool | None:
+    url = node.get("fullUrl") if isinstance(node, dict) else None
+    return "/_history/" not in url if isinstance(url, str) else True
+
+
+def _per_1(node: Any) -> bool | None:
+    if not isinstance(node, dict) or "start" not in node or "end" not in node:
+        return True
+    return None  # both present: compare with FHIRPath's precision rules
+
+
+# Shortcuts for the commonest base invariants: they answer when the answer is obvious and
+# return None to fall back to FHIRPath. Keyed by (key, exact R4 expression) so a profile that
+# reuses a key with another expression is still evaluated in full.
+_GUARDS: dict[tuple[str, str], Callable[[Any], bool | None]] = {
+    ("ref-1", "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+              "%rootResource.contained.id.trace('ids'))"): _ref_1,
+    ("bdl-5", "resource.exists() or request.exists() or response.exists()"): _bdl_5,
+    ("bdl-8", "fullUrl.contains('/_history/').not()"): _bdl_8,
+    ("per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)"): _per_1,
+}  # fmt: skip
+
+
 def _severity(constraint: dict[str, Any]) -> str:
     for ext in constraint.get("extension", ()) or ():
         if ext.get("url") == _BEST_PRACTICE and ext.get("valueBoolean"):
@@ -58,6 +90,9 @@ class InvariantChecker:
         key = constraint.get("key", "")
         expression = constraint.get("expression", "")
         if key in _SKIP or not expression:
+            return
+        guard = _GUARDS.get((key, expression))
+        if guard is not None and guard(value) is True:
             return
         native = self._native_for(key, expression)
         try:

@@ -1,0 +1,108 @@
+"""Validator benchmarks, measured side by side in one run (machines are noisy).
+
+1. Full validation (structure, bindings, invariants, profiles; rulebook off and on) of a
+   realistic 25-entry care bundle vs ``fhir.resources`` R4B parsing of the same bundle.
+2. Linearity: a 1,000- and a 10,000-entry bundle (10x entries; target at most 12x time).
+3. First validation after start (fresh process) and resident memory.
+
+Run: ``.venv/bin/python -m bench.bench_validate``
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def care_bundle() -> dict:
+    """The 25-entry sample bundle of the rulebook, else the largest valid sample."""
+    candidates = sorted((ROOT / "samples").rglob("*.json"), key=lambda p: p.stat().st_size, reverse=True)
+    for path in candidates:
+        data = json.loads(path.read_text())
+        if data.get("resourceType") == "Bundle" and len(data.get("entry", [])) >= 20:
+            return data
+    raise SystemExit("no sample bundle of 20+ entries under samples/")
+
+
+def best_of(fn, repeat: int = 15) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def scaled(bundle: dict, n: int) -> dict:
+    """A bundle of n Patient entries referencing each other pairwise (reference index work)."""
+    entries = []
+    for i in range(n):
+        entries.append({
+            "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+            "resource": {"resourceType": "Patient", "id": f"p{i}", "active": True,
+                         "name": [{"family": f"F{i}"}],
+                         "link": [{"other": {"reference": f"urn:uuid:00000000-0000-4000-8000-{(i + 1) % n:012d}"},
+                                   "type": "seealso"}]},
+        })  # fmt: skip
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def main() -> None:
+    from adapter.validation.api import ValidationOptions
+    from adapter.validation.engine import Validator
+
+    bundle = care_bundle()
+    text = json.dumps(bundle)
+    v = Validator()
+    off = ValidationOptions(rulebook=False)
+    on = ValidationOptions(rulebook=True)
+    v.validate(copy.deepcopy(bundle), off)  # warm caches
+    v.validate(copy.deepcopy(bundle), on)
+
+    from fhir.resources.R4B.bundle import Bundle as R4BBundle
+
+    def fhir_resources_parse() -> None:
+        try:
+            R4BBundle.model_validate_json(text)
+        except Exception:
+            pass  # R4B may reject R4-only content; the timing of the attempt is what we compare
+
+    t_fr = best_of(fhir_resources_parse)
+    t_off = best_of(lambda: v.validate(json.loads(text), off))
+    t_on = best_of(lambda: v.validate(json.loads(text), on))
+    print(f"25-entry bundle ({len(bundle['entry'])} entries, {len(text) // 1024} KB)")
+    print(f"  fhir.resources R4B parse        {t_fr * 1000:8.2f} ms")
+    print(f"  becare full validation (no rules){t_off * 1000:8.2f} ms   ratio {t_off / t_fr:5.2f}x fhir.resources")
+    print(f"  becare full validation + rules  {t_on * 1000:8.2f} ms   rulebook cost {t_on / t_off:5.2f}x")
+
+    small, large = scaled(bundle, 1000), scaled(bundle, 10000)
+    t_small = best_of(lambda: v.validate(small, off), 3)
+    t_large = best_of(lambda: v.validate(large, off), 1)
+    print(f"linearity: 1,000 entries {t_small:6.2f} s, 10,000 entries {t_large:6.2f} s, ratio {t_large / t_small:5.2f}x (target <= 12x)")
+
+    code = (
+        "import time;t=time.perf_counter();"
+        "from adapter.validation.engine import Validator;from adapter.validation.api import ValidationOptions;"
+        "import json,sys;b=json.load(open(sys.argv[1]));Validator().validate(b, ValidationOptions());"
+        "import resource;print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    sample = ROOT / "bench" / ".bench-bundle.json"
+    sample.write_text(text)
+    out = subprocess.run([sys.executable, "-c", code, str(sample)], capture_output=True, text=True, check=True, cwd=ROOT)
+    sample.unlink()
+    first, rss_kb = out.stdout.split()
+    print(f"first validation after start (fresh process): {float(first):.2f} s (target < 2 s); "
+          f"peak RSS {int(rss_kb) / 1024:.0f} MB (target < 300 MB)")
+    print(f"this process peak RSS (incl. 10,000-entry bundle): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
