@@ -1,0 +1,83 @@
+"""``becare validate`` as CI pipelines use it: exit codes, formats, bad input (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from adapter.cli.main import main
+
+GOOD = {"resourceType": "Patient", "id": "a", "text": {"status": "generated",
+        "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">A</div>"}, "gender": "female"}  # fmt: skip
+BAD = {"resourceType": "Patient", "id": "b", "gender": "bogus", "shoeSize": 42}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for name, content in (("good.json", json.dumps(GOOD)), ("bad.json", json.dumps(BAD)),
+                          ("garbage.json", "this is not json"), ("array.json", "[1, 2]"),
+                          ("alien.json", json.dumps({"resourceType": "Spaceship"}))):  # fmt: skip
+        (tmp_path / name).write_text(content)
+        out[name] = tmp_path / name
+    return out
+
+
+def test_exit_codes(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(files["good.json"])]) == 0
+    assert main(["validate", str(files["bad.json"])]) == 1
+    text = capsys.readouterr().out
+    assert "Patient.shoeSize" in text and "Unrecognized property" in text
+    for bad_input in ("garbage.json", "array.json", "alien.json"):
+        assert main(["validate", str(files[bad_input])]) == 2, bad_input
+    assert main(["validate", str(files["good.json"].parent / "missing.json")]) == 2
+
+
+def test_json_format_one_and_many(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--format", "json", str(files["bad.json"])]) == 1
+    oo = json.loads(capsys.readouterr().out)
+    assert oo["resourceType"] == "OperationOutcome"
+    exprs = {e for i in oo["issue"] for e in i.get("expression", [])}
+    assert "Patient.gender" in exprs and "Patient.shoeSize" in exprs
+    located = [i for i in oo["issue"] if "diagnostics" in i]
+    assert located, "issues carry line/column"
+    main(["validate", "--format", "json", str(files["good.json"]), str(files["bad.json"])])
+    bundle = json.loads(capsys.readouterr().out)
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+    assert len(bundle["entry"]) == 2
+
+
+def test_junit_output_one_case_per_file(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report.xml"
+    code = main(["validate", "--format", "junit", "--output", str(out), str(files["good.json"]), str(files["bad.json"])])
+    assert code == 1
+    root = ElementTree.parse(out).getroot()
+    cases = root.findall(".//testcase")
+    assert [c.get("name") for c in cases] == [str(files["good.json"]), str(files["bad.json"])]
+    assert cases[0].find("failure") is None and cases[1].find("failure") is not None
+
+
+def test_usage_errors_exit_2_without_traceback(files: dict[str, Path]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "adapter.cli.main", "validate", "--region", "mars",
+                           str(files["good.json"])], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
+
+
+def test_profile_option_and_ig(files: dict[str, Path], tmp_path: Path) -> None:
+    profile = {
+        "resourceType": "StructureDefinition", "url": "http://example.org/StructureDefinition/named-patient",
+        "name": "NamedPatient", "status": "draft", "kind": "resource", "abstract": False, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]},
+    }  # fmt: skip
+    (tmp_path / "ig").mkdir()
+    (tmp_path / "ig" / "sd.json").write_text(json.dumps(profile))
+    args = ["validate", "--ig", str(tmp_path / "ig"), "--profile", profile["url"], str(files["good.json"])]
+    assert main(args) == 1  # the profile requires a name
+    assert main(["validate", str(files["good.json"])]) == 0  # and did not leak into the default store
