@@ -41,3 +41,13 @@ class Report:
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues, rulebook_version=self.rulebook_version)
+
+
+def __getattr__(name: str) -> object:
+    # ``Validator`` is part of this facade (docs/architecture.md); it lives in the engine module,
+    # which imports this one, so it is resolved lazily.
+    if name == "Validator":
+        from adapter.validation.engine import Validator
+
+        return Validator
+    raise AttributeError(name)
