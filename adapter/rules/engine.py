@@ -1,0 +1,221 @@
+"""Run the rulebook on one input and turn findings into ``Issue``s.
+
+The catalog is compiled once (FHIRPath parsed, functions looked up) and the input indexed once,
+so the per-bundle cost is a handful of dictionary walks: the rulebook must stay cheap next to
+structural validation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from adapter.rules import checks
+from adapter.rules.catalog import LANGS, Catalog, CatalogError, Rule, load_catalog
+from adapter.rules.checks import Finding, RuleContext
+from adapter.rules.situation import BECARE, EPISODE_TYPE, EXT_REGION, REGION_CS, Node, Situation, codes
+from adapter.validation.issues import Issue
+
+
+@dataclass(frozen=True)
+class RulebookResult:
+    issues: list[Issue]
+    region: str | None
+    version: str
+
+
+Compiled = Callable[[RuleContext], Iterable[Finding]]
+
+
+def _targets(spec: str) -> Callable[[Situation], list[Node]]:
+    """``careplan``, ``careteam``, ... (resources of that type) or ``episode:<episode-type>``."""
+    if spec.startswith("episode:"):
+        kind = spec.split(":", 1)[1]
+        return lambda s: [ep.node for ep in s.episodes if ep.kind == kind]
+    wanted = spec.lower()
+    return lambda s: [n for n in s.nodes if n.type.lower() == wanted]
+
+
+def _fhirpath_rule(rule: Rule) -> Compiled:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    try:
+        fn = fhirpathpy.compile(rule.logic["fhirpath"], models["r4"])
+        fn({"resourceType": "Basic"})  # parsing is partly lazy: surface syntax errors now
+    except Exception as exc:  # the parser raises several exception types
+        raise CatalogError(f"rule {rule.id}: FHIRPath does not compile: {exc}") from exc
+    select = _targets(rule.logic["target"])
+
+    def run(ctx: RuleContext) -> Iterable[Finding]:
+        for node in select(ctx.situation):
+            result = fn(node.resource)
+            if result and result != [True]:
+                yield Finding(node.path)
+
+    return run
+
+
+@functools.lru_cache(maxsize=4)
+def compile_catalog(catalog: Catalog) -> tuple[tuple[Rule, Compiled], ...]:
+    """Pair every rule with runnable logic; a mismatch between data and code is a CatalogError."""
+    out: list[tuple[Rule, Compiled]] = []
+    for rule in catalog.rules:
+        if rule.is_fhirpath:
+            out.append((rule, _fhirpath_rule(rule)))
+            continue
+        fn = checks.RULE_FUNCTIONS.get(rule.id)
+        if fn is None or fn.__name__ != rule.logic["function"]:
+            raise CatalogError(
+                f"rule {rule.id}: function {rule.logic['function']!r} is not registered under this id"
+            )
+        out.append((rule, fn))
+    return tuple(out)
+
+
+def in_scope(situation: Situation) -> bool:
+    """The rulebook judges our content only: it claims a becare profile or has a becare episode."""
+    root_profiles = (situation.root.get("meta") or {}).get("profile") or ()
+    if any(isinstance(p, str) and p.startswith(BECARE) for p in root_profiles):
+        return True
+    for node in situation.nodes:
+        profiles = (node.resource.get("meta") or {}).get("profile") or ()
+        if any(isinstance(p, str) and p.startswith(BECARE) for p in profiles):
+            return True
+    return any(codes(ep.node.resource.get("type") or [], EPISODE_TYPE) for ep in situation.episodes)
+
+
+def _postal_region(catalog: Catalog, patient: Node | None) -> str | None:
+    if patient is None:
+        return None
+    addresses = [a for a in patient.resource.get("address") or () if isinstance(a, dict)]
+    addresses.sort(key=lambda a: 0 if a.get("use") == "home" else 1)
+    for addr in addresses:
+        country = str(addr.get("country") or "BE").strip().upper()
+        code = str(addr.get("postalCode") or "").strip()
+        if (
+            country in ("BE", "BEL", "BELGIUM", "BELGIQUE", "BELGIË", "BELGIEN")
+            and code.isdigit()
+            and len(code) == 4
+        ):
+            region = catalog.region_for_postal_code(int(code))
+            if region:
+                return region
+    return None
+
+
+def resolve_region(
+    situation: Situation, option: str | None, catalog: Catalog | None = None
+) -> tuple[str | None, str]:
+    """CONTRACT section 4: the option, else ``ext-region``, else the person's postal code.
+    Returns (region, how) with how in option | ext-region | postal-code | unknown."""
+    cat = catalog or load_catalog()
+    if option:
+        return cat.normalize_region(option), "option"
+    for ep in situation.episodes:
+        for ext in ep.node.resource.get("extension") or ():
+            if isinstance(ext, dict) and ext.get("url") == EXT_REGION:
+                coding = ext.get("valueCoding") or {}
+                code = coding.get("code")
+                if coding.get("system", REGION_CS) == REGION_CS and code in cat.regions:
+                    return code, "ext-region"
+    patients = [ep.patient for ep in situation.episodes if ep.patient] + situation.of("Patient")
+    for patient in patients:
+        region = _postal_region(cat, patient)
+        if region:
+            return region, "postal-code"
+    return None, "unknown"
+
+
+def normalize_lang(lang: str | None) -> str:
+    head = (lang or "en").strip().lower()[:2]
+    return head if head in LANGS else "en"
+
+
+def check_rulebook(
+    resource: dict[str, Any],
+    *,
+    region: str | None,
+    lang: str,
+    registry: Any | None = None,
+    today: dt.date | None = None,
+    catalog: Catalog | None = None,
+) -> RulebookResult:
+    """Judge ``resource`` (a Bundle or one resource) against the interfederal rulebook.
+
+    Raises ``UnknownRegionError`` for a region option we do not know (bad usage, not a finding).
+    """
+    cat = catalog or load_catalog()
+    lang = normalize_lang(lang)
+    if not isinstance(resource, dict):
+        return RulebookResult([], None, cat.version)
+    situation = Situation(resource)
+    if not in_scope(situation):
+        resolved = cat.normalize_region(region) if region else None
+        return RulebookResult([], resolved, cat.version)
+    resolved, _how = resolve_region(situation, region, cat)
+    region_label = cat.regions[resolved].label(lang) if resolved else None
+    ctx = RuleContext(
+        situation=situation,
+        region=resolved,
+        region_label=region_label,
+        table1=dict(cat.regions[resolved].table1) if resolved else {},
+        registry=registry,
+        today=today or dt.date.today(),
+    )
+    issues: list[Issue] = []
+    skipped: list[str] = []
+    for rule, run in compile_catalog(cat):
+        severity = rule.severity_for(resolved)
+        if severity is None:
+            skipped.append(rule.id)
+            continue
+        if severity == "off":
+            continue
+        try:
+            findings = list(run(ctx))
+        except Exception as exc:  # a rule bug must not turn into a traceback for the user
+            issues.append(
+                Issue(
+                    severity="warning",
+                    code="exception",
+                    expression=situation.nodes[0].path if situation.nodes else "",
+                    message=f"rule {rule.id} could not be evaluated on this input ({type(exc).__name__})",
+                    source="rulebook",
+                    rule=rule.id,
+                    message_id="becare-rule-failed",
+                )
+            )
+            continue
+        for f in findings:
+            sev = rule.variant_severity.get(f.variant, severity)
+            if f.variant in ("not-checked", "no-ssin"):
+                sev = "information"
+            issues.append(
+                Issue(
+                    severity=sev,  # type: ignore[arg-type]
+                    code="business-rule",
+                    expression=f.expression,
+                    message=rule.message(f.variant, lang, f.params),
+                    source="rulebook",
+                    rule=rule.id,
+                    message_id=rule.id if f.variant == "default" else f"{rule.id}.{f.variant}",
+                    extra={"region": resolved, "rulebook_version": cat.version},
+                )
+            )
+    if skipped:
+        issues.append(
+            Issue(
+                severity="information",
+                code="informational",
+                expression=situation.nodes[0].path if situation.nodes else "",
+                message=cat.notice("region-unknown", lang, {"rules": ", ".join(skipped)}),
+                source="rulebook",
+                message_id="becare-rulebook-region-unknown",
+                extra={"rulebook_version": cat.version},
+            )
+        )
+    return RulebookResult(issues, resolved, cat.version)

@@ -1,0 +1,380 @@
+"""One person's coordinated situation, indexed once per check.
+
+Every rule looks at the same few links (episode -> patient, team, care manager; plan -> goals,
+tasks; consents of the person). Resolving them once here, with the FHIRPath location of every
+resource, keeps each rule a few lines and the whole rulebook cheap on a 25-entry bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapter.rules.identifiers import classify_system
+
+BECARE = "https://becare.dev/fhir"
+CS = BECARE + "/CodeSystem/"
+CARE_ROLE = CS + "care-role"
+EPISODE_TYPE = CS + "episode-type"
+TASK_TYPE = CS + "task-type"
+GOAL_CATEGORY = CS + "goal-category"
+CONSENT_CATEGORY = CS + "consent-category"
+REGION_CS = CS + "region"
+EXT_REGION = BECARE + "/StructureDefinition/ext-region"
+EXT_TRIGGER = BECARE + "/StructureDefinition/ext-case-management-trigger"
+
+CC_KINDS = frozenset({"care-coordination", "care-coordination-remunerated"})
+CM_KIND = "case-management"
+ACTIVE_EPISODE = frozenset({"active", "onhold"})
+ENDED_EPISODE = frozenset({"finished", "cancelled", "entered-in-error"})
+CLOSED_TASK = frozenset({"cancelled", "entered-in-error"})
+OPEN_TASK = frozenset({"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"})
+PROFESSIONAL_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+
+
+@dataclass(eq=False)
+class Node:
+    """A resource of the input and where it sits (``Bundle.entry[3].resource``)."""
+
+    resource: dict[str, Any]
+    path: str
+    index: int
+
+    @property
+    def type(self) -> str:
+        return str(self.resource.get("resourceType", ""))
+
+
+@dataclass(eq=False)
+class Participant:
+    team: Node
+    index: int
+    member: Node | None
+    member_ref: str | None
+    roles: frozenset[str]  # care-role codes
+
+    @property
+    def path(self) -> str:
+        return f"{self.team.path}.participant[{self.index}]"
+
+
+@dataclass(eq=False)
+class Episode:
+    node: Node
+    kind: str | None  # episode-type code
+    status: str
+    patient: Node | None
+    patient_key: str | None
+    care_manager: Node | None
+    care_manager_ref: str | None
+    teams: list[Node]
+    start: dt.date | None
+    end: dt.date | None
+    plans: list[Node] = field(default_factory=list)
+    tasks: list[Node] = field(default_factory=list)
+
+    @property
+    def is_cc(self) -> bool:
+        return self.kind in CC_KINDS
+
+    @property
+    def is_cm(self) -> bool:
+        return self.kind == CM_KIND
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_EPISODE
+
+
+def codes(concepts: Any, system: str) -> set[str]:
+    """Codes of ``system`` in a CodeableConcept or a list of them."""
+    out: set[str] = set()
+    items = concepts if isinstance(concepts, list) else [concepts]
+    for cc in items:
+        if isinstance(cc, dict):
+            for coding in cc.get("coding") or ():
+                if isinstance(coding, dict) and coding.get("system") == system and coding.get("code"):
+                    out.add(str(coding["code"]))
+    return out
+
+
+def parse_date(value: Any) -> dt.date | None:
+    """The date part of a FHIR date or dateTime (a partial date counts from its first day)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        year = int(value[:4])
+        month = int(value[5:7]) if len(value) >= 7 else 1
+        day = int(value[8:10]) if len(value) >= 10 else 1
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def overlaps(
+    a_start: dt.date | None, a_end: dt.date | None, b_start: dt.date | None, b_end: dt.date | None
+) -> bool:
+    """Closed periods; a missing bound is open."""
+    lo = dt.date.min
+    hi = dt.date.max
+    return (a_start or lo) <= (b_end or hi) and (b_start or lo) <= (a_end or hi)
+
+
+def _ref_string(ref: Any) -> str | None:
+    if isinstance(ref, dict):
+        value = ref.get("reference")
+        return value if isinstance(value, str) and value else None
+    return ref if isinstance(ref, str) and ref else None
+
+
+class Situation:
+    """The index of one input: a Bundle (its entries) or a single resource."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.is_bundle = root.get("resourceType") == "Bundle"
+        self.nodes: list[Node] = []
+        self._keys: dict[str, Node] = {}
+        if self.is_bundle:
+            for i, entry in enumerate(root.get("entry") or ()):
+                res = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(res, dict) and res.get("resourceType"):
+                    self._add(Node(res, f"Bundle.entry[{i}].resource", i), entry.get("fullUrl"))
+        else:
+            self._add(Node(root, str(root.get("resourceType", "")), 0), None)
+        self.by_type: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            self.by_type.setdefault(node.type, []).append(node)
+        self._person_keys: dict[int, str] = {}
+        self._parts = self._build_participants()
+        self.episodes = [self._episode(n) for n in self.of("EpisodeOfCare")]
+        self._link_plans_and_tasks()
+
+    # --- indexing ------------------------------------------------------------------------
+    def _add(self, node: Node, full_url: Any) -> None:
+        self.nodes.append(node)
+        res = node.resource
+        if isinstance(full_url, str) and full_url:
+            self._keys.setdefault(full_url, node)
+        rid = res.get("id")
+        if isinstance(rid, str) and rid:
+            self._keys.setdefault(f"{node.type}/{rid}", node)
+
+    def of(self, rtype: str) -> list[Node]:
+        return self.by_type.get(rtype, [])
+
+    def resolve(self, ref: Any) -> Node | None:
+        """Resolve a Reference (or reference string) inside the input: fullUrl, Type/id, or an
+        absolute URL ending in Type/id. Contained and external references give None."""
+        text = _ref_string(ref)
+        if not text or text.startswith("#"):
+            return None
+        node = self._keys.get(text)
+        if node is not None:
+            return node
+        if "/_history/" in text:
+            text = text.split("/_history/")[0]
+        parts = text.rstrip("/").split("/")
+        if len(parts) >= 2:
+            return self._keys.get(f"{parts[-2]}/{parts[-1]}")
+        return None
+
+    def ref_key(self, ref: Any) -> str | None:
+        """A key for the target of a reference: the resolved node, else the reference text."""
+        node = self.resolve(ref)
+        if node is not None:
+            return f"node:{node.index}"
+        text = _ref_string(ref)
+        return f"ref:{text}" if text else None
+
+    # --- persons -------------------------------------------------------------------------
+    def person_key(self, ref: Any) -> str | None:
+        """Who a reference designates as a person: a PractitionerRole counts as its
+        practitioner, and resources with the same NIHDI or SSIN are the same person."""
+        node = self.resolve(ref)
+        if node is None:
+            text = _ref_string(ref)
+            ident = ref.get("identifier") if isinstance(ref, dict) else None
+            key = _identifier_key(ident) if isinstance(ident, dict) else None
+            return key or (f"ref:{text}" if text else None)
+        return self.node_person_key(node)
+
+    def node_person_key(self, node: Node) -> str:
+        cached = self._person_keys.get(node.index)
+        if cached is not None:
+            return cached
+        res = node.resource
+        key: str | None = None
+        if node.type == "PractitionerRole" and res.get("practitioner"):
+            key = self.person_key(res["practitioner"])
+        if key is None:
+            for ident in res.get("identifier") or ():
+                key = _identifier_key(ident)
+                if key:
+                    break
+        key = key or f"node:{node.index}"
+        self._person_keys[node.index] = key
+        return key
+
+    def holder(self, node: Node | None, ref: str | None) -> str | None:
+        """A stable, non-sensitive label of who holds a role (for the registry and messages)."""
+        if node is None:
+            return f"ref:{ref}" if ref else None
+        if node.type == "Patient":
+            return "patient"
+        key = self.node_person_key(node)
+        if key.startswith("nihdi:"):
+            return key
+        rid = node.resource.get("id")
+        return f"{node.type}/{rid}" if rid else f"{node.type}#{node.index}"
+
+    # --- care teams ----------------------------------------------------------------------
+    def _build_participants(self) -> dict[int, list[Participant]]:
+        out: dict[int, list[Participant]] = {}
+        for team in self.of("CareTeam"):
+            items = []
+            for i, part in enumerate(team.resource.get("participant") or ()):
+                if not isinstance(part, dict):
+                    continue
+                member = part.get("member")
+                items.append(
+                    Participant(
+                        team=team,
+                        index=i,
+                        member=self.resolve(member),
+                        member_ref=_ref_string(member),
+                        roles=frozenset(codes(part.get("role") or [], CARE_ROLE)),
+                    )
+                )
+            out[team.index] = items
+        return out
+
+    def team_participants(self, team: Node) -> list[Participant]:
+        return self._parts.get(team.index, [])
+
+    def participant_key(self, part: Participant) -> str | None:
+        if part.member is not None:
+            return self.node_person_key(part.member)
+        return f"ref:{part.member_ref}" if part.member_ref else None
+
+    # --- episodes, plans, tasks ----------------------------------------------------------
+    def _episode(self, node: Node) -> Episode:
+        res = node.resource
+        kinds = codes(res.get("type") or [], EPISODE_TYPE)
+        kind = next(iter(sorted(kinds)), None)
+        patient = self.resolve(res.get("patient"))
+        cm_ref = res.get("careManager")
+        period = res.get("period") or {}
+        teams = [t for t in (self.resolve(r) for r in res.get("team") or ()) if t and t.type == "CareTeam"]
+        return Episode(
+            node=node,
+            kind=kind,
+            status=str(res.get("status", "")),
+            patient=patient,
+            patient_key=self.person_key(res.get("patient")),
+            care_manager=self.resolve(cm_ref),
+            care_manager_ref=_ref_string(cm_ref),
+            teams=teams,
+            start=parse_date(period.get("start")),
+            end=parse_date(period.get("end")),
+        )
+
+    def _link_plans_and_tasks(self) -> None:
+        """A CarePlan belongs to the episodes whose team it names (or, without careTeam, to the
+        episodes of its subject); a Task to the episodes it is basedOn directly or through a
+        plan, or listed in a plan's activity; an unlinked Task to the episodes of its ``for``."""
+        for plan in self.of("CarePlan"):
+            team_keys = {self.ref_key(r) for r in plan.resource.get("careTeam") or ()}
+            subject = self.person_key(plan.resource.get("subject"))
+            for ep in self.episodes:
+                ep_teams = {f"node:{t.index}" for t in ep.teams}
+                if (team_keys & ep_teams) or (not team_keys and subject and subject == ep.patient_key):
+                    ep.plans.append(plan)
+        activity = {
+            p.index: {t.index for t in self.plan_tasks(p, activity_only=True)} for p in self.of("CarePlan")
+        }
+        for task in self.of("Task"):
+            linked: list[Episode] = []
+            based = {self.ref_key(r) for r in task.resource.get("basedOn") or ()}
+            for ep in self.episodes:
+                keys = {f"node:{ep.node.index}"} | {f"node:{p.index}" for p in ep.plans}
+                in_activity = any(task.index in activity[p.index] for p in ep.plans)
+                if based & keys or in_activity:
+                    linked.append(ep)
+            if not linked and not based:
+                target = self.person_key(task.resource.get("for"))
+                linked = [ep for ep in self.episodes if target and target == ep.patient_key]
+            for ep in linked:
+                ep.tasks.append(task)
+
+    def plan_tasks(self, plan: Node, *, activity_only: bool = False) -> list[Node]:
+        """Tasks of a plan: in ``activity.reference``, or (unless activity_only) basedOn the plan."""
+        out: list[Node] = []
+        for act in plan.resource.get("activity") or ():
+            node = self.resolve((act or {}).get("reference"))
+            if node is not None and node.type == "Task" and node not in out:
+                out.append(node)
+        if not activity_only:
+            me = f"node:{plan.index}"
+            for task in self.of("Task"):
+                if task not in out and any(self.ref_key(r) == me for r in task.resource.get("basedOn") or ()):
+                    out.append(task)
+        return out
+
+    def consents_of(self, patient_key: str | None, category: str) -> Iterator[Node]:
+        for node in self.of("Consent"):
+            res = node.resource
+            if res.get("status") != "active" or category not in codes(
+                res.get("category") or [], CONSENT_CATEGORY
+            ):
+                continue
+            if patient_key is None or self.person_key(res.get("patient")) == patient_key:
+                yield node
+
+    def teams_of_person(self, patient_key: str | None) -> list[Node]:
+        """The care teams around a person: the teams of their episodes and teams about them."""
+        out: list[Node] = []
+        for ep in self.episodes:
+            if ep.patient_key == patient_key:
+                out += [t for t in ep.teams if t not in out]
+        for team in self.of("CareTeam"):
+            if team not in out and self.person_key(team.resource.get("subject")) == patient_key:
+                out.append(team)
+        return out
+
+    def ssin_of(self, node: Node | None) -> str | None:
+        if node is None:
+            return None
+        for ident in node.resource.get("identifier") or ():
+            kind = classify_system(ident.get("system")) if isinstance(ident, dict) else None
+            if kind and kind[0] == "ssin" and isinstance(ident.get("value"), str):
+                return ident["value"]
+        return None
+
+
+def _identifier_key(ident: Any) -> str | None:
+    if not isinstance(ident, dict):
+        return None
+    kind = classify_system(ident.get("system"))
+    value = ident.get("value")
+    if kind and kind[0] in ("nihdi", "ssin") and isinstance(value, str) and value:
+        return f"{kind[0]}:{value}"
+    return None
+
+
+def task_code(task: Node) -> set[str]:
+    return codes(task.resource.get("code"), TASK_TYPE)
+
+
+def task_dates(task: Node) -> list[dt.date]:
+    res = task.resource
+    out = []
+    for period in (res.get("executionPeriod"), (res.get("restriction") or {}).get("period")):
+        if isinstance(period, dict):
+            for key in ("start", "end"):
+                d = parse_date(period.get(key))
+                if d:
+                    out.append(d)
+    return out

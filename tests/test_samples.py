@@ -1,0 +1,133 @@
+"""Every sample raises exactly the rule ids the manifest says; every rule is broken and kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from adapter.registry import EpisodeRegistry
+from adapter.rules import check_rulebook, load_catalog
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+MANIFEST = yaml.safe_load((SAMPLES / "manifest.yaml").read_text(encoding="utf-8"))["samples"]
+BECARE = "https://becare.dev/fhir/StructureDefinition/"
+
+
+def load(rel: str) -> dict[str, Any]:
+    return json.loads((SAMPLES / rel).read_text(encoding="utf-8"))
+
+
+def run(sample: dict[str, Any]) -> Any:
+    registry = EpisodeRegistry("sqlite://", salt="test-salt")
+    for prior in sample.get("registry") or ():
+        registry.record(load(prior))
+    return check_rulebook(load(sample["file"]), region=None, lang="en", registry=registry)
+
+
+@pytest.mark.parametrize("sample", MANIFEST, ids=[s["file"] for s in MANIFEST])
+def test_sample_raises_exactly_the_expected_rules(sample: dict[str, Any]) -> None:
+    result = run(sample)
+    assert result.region == sample["region"]
+    assert sorted({i.rule for i in result.issues if i.rule}) == sample["expect"]
+    assert all(i.rule for i in result.issues), "no notices expected on samples"
+
+
+def test_manifest_lists_every_file() -> None:
+    on_disk = {p.relative_to(SAMPLES).as_posix() for p in SAMPLES.rglob("*.json")}
+    assert on_disk == {s["file"] for s in MANIFEST}
+
+
+def test_every_rule_is_broken_and_kept() -> None:
+    rules = [r.id for r in load_catalog().rules]
+    for rid in rules:
+        breaking = [s for s in MANIFEST if s["file"].startswith(f"rules/{rid}/breaks") and rid in s["expect"]]
+        keeping = [
+            s for s in MANIFEST if s["file"].startswith(f"rules/{rid}/keeps") and rid not in s["expect"]
+        ]
+        assert breaking and keeping, rid
+    # and no valid sample raises an error or warning in any region
+    for s in MANIFEST:
+        if s["file"].startswith("valid/"):
+            assert s["expect"] == []
+
+
+def test_breaking_samples_fail_at_the_expected_severity() -> None:
+    cat = load_catalog()
+    for s in MANIFEST:
+        if "/breaks" not in s["file"]:
+            continue
+        rid = s["file"].split("/")[1]
+        sev = {i.severity for i in run(s).issues if i.rule == rid}
+        expected = cat.rule(rid).severity[s["region"]]
+        if rid == "IC-ID-1" and ("nihdi-8" in s["file"] or "legacy" in s["file"]):
+            expected = "warning"
+        assert sev == {expected}, (s["file"], sev)
+
+
+def test_valid_situations_per_region() -> None:
+    regions = {"flanders", "wallonia", "brussels", "german-speaking"}
+    for kind in ("care-coordination", "case-management"):
+        for region in regions:
+            sample = next(s for s in MANIFEST if s["file"] == f"valid/{region}-{kind}.json")
+            bundle = load(sample["file"])
+            assert bundle["type"] == "transaction" and BECARE + "becare-bundle" in bundle["meta"]["profile"]
+            full_urls = {e["fullUrl"] for e in bundle["entry"]}
+            refs = [v for v in _references(bundle)]
+            assert refs and all(r in full_urls for r in refs), "every reference resolves in the bundle"
+            for e in bundle["entry"]:
+                assert e["request"] == {"method": "POST", "url": e["resource"]["resourceType"]}
+            types = [e["resource"]["resourceType"] for e in bundle["entry"]]
+            assert "RelatedPerson" in types and "PractitionerRole" in types
+            if kind == "care-coordination":
+                plan = next(
+                    e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
+                )
+                qr = next(
+                    e for e in bundle["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"
+                )
+                assert plan["supportingInfo"] == [{"reference": qr["fullUrl"]}]
+                codes = {
+                    t["resource"]["code"]["coding"][0]["code"]
+                    for t in bundle["entry"]
+                    if t["resource"]["resourceType"] == "Task"
+                }
+                assert "reassessment" in codes
+            for e in bundle["entry"]:
+                if e["resource"]["resourceType"] == "Task":
+                    assert e["resource"]["extension"][0]["url"].endswith("task-candidateList")
+    bench = [s for s in MANIFEST if s.get("benchmark")]
+    assert len(bench) == 1 and bench[0]["entries"] == 25
+
+
+def _references(value: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            out.append(value["reference"])
+        for v in value.values():
+            out += _references(v)
+    elif isinstance(value, list):
+        for v in value:
+            out += _references(v)
+    return out
+
+
+def test_samples_are_generated(tmp_path: Path) -> None:
+    """The committed samples are what samples/build_samples.py produces."""
+    import shutil
+
+    copy = tmp_path / "samples"
+    shutil.copytree(SAMPLES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, str(copy / "build_samples.py")], check=True, capture_output=True, cwd=SAMPLES.parent
+    )
+    for path in SAMPLES.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".yaml"):
+            rel = path.relative_to(SAMPLES)
+            assert (copy / rel).read_bytes() == path.read_bytes(), rel
