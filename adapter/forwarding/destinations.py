@@ -1,0 +1,201 @@
+"""Destinations by kind, behind one small protocol, with a registry so new kinds plug in.
+
+Outcome classification is shared: 2xx delivered; 408, 429, 5xx and network failures are worth a
+retry; any other 4xx means the receiver will never accept this content, so retrying only delays
+the dead-letter an operator must look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from adapter.outbox.keys import canonical_json
+from adapter.outbox.masking import mask
+
+from .backoff import parse_retry_after
+from .mhd import provide_document_bundle
+from .settings import AuthConfig, DestinationConfig
+
+FHIR_JSON = "application/fhir+json"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "becare-forwarder"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Literal["delivered", "retry", "dead"]
+    http_status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class Destination(Protocol):
+    name: str
+    kind: str
+
+    def deliver(
+        self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str, raw: str | None = None
+    ) -> DeliveryResult:
+        """``raw`` is the stored JSON text of ``bundle`` (canonical), to send without re-encoding."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def classify(status: int) -> Literal["delivered", "retry", "dead"]:
+    if 200 <= status < 300:
+        return "delivered"
+    if status in (408, 429) or status >= 500:
+        return "retry"
+    return "dead"  # other 4xx, and 1xx/3xx we do not follow: a configuration or content problem
+
+
+def header_key(idempotency_key: str) -> str:
+    """The header value: a hash, so identifiers never travel in headers and non-ASCII is safe."""
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
+
+
+def ssl_verify(auth: AuthConfig) -> ssl.SSLContext | bool:
+    """The ``verify=`` for httpx: an SSL context carrying the CA and the mutual-TLS client cert."""
+    if not auth.verify and not auth.client_cert:
+        return False
+    ctx = ssl.create_default_context(cafile=auth.ca_bundle or None)
+    if not auth.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if auth.client_cert:
+        ctx.load_cert_chain(auth.client_cert, auth.client_key)
+    return ctx
+
+
+def make_client(auth: AuthConfig, timeout: float, *, headers: dict[str, str] | None = None) -> httpx.Client:
+    base_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    token = auth.token()
+    if token:
+        base_headers["Authorization"] = f"Bearer {token}"
+    verify: ssl.SSLContext | bool = True
+    if auth.ca_bundle or auth.client_cert or not auth.verify:
+        verify = ssl_verify(auth)
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout),
+        verify=verify,
+        headers=base_headers,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+    )
+
+
+def _error_summary(response: httpx.Response) -> str:
+    """A short, masked summary of an error reply (OperationOutcome diagnostics when present)."""
+    text = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+            parts = []
+            for issue in body.get("issue") or []:
+                parts.append(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or "")
+            text = "; ".join(p for p in parts if p)
+    except (ValueError, UnicodeDecodeError):
+        text = response.text[:200] if response.content else ""
+    reason = response.reason_phrase or ""
+    return mask(f"HTTP {response.status_code} {reason}".strip() + (f": {text}" if text else ""))
+
+
+class HttpDestination:
+    """POST one JSON body; subclasses decide the body and the URL."""
+
+    kind = "http"
+
+    def __init__(self, name: str, config: DestinationConfig, *, client: httpx.Client | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.url = config.url
+        self.client = client or make_client(config.auth, config.timeout, headers=config.headers)
+
+    def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
+        raise NotImplementedError
+
+    def deliver(
+        self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str, raw: str | None = None
+    ) -> DeliveryResult:
+        data = raw.encode("utf-8") if raw is not None else canonical_json(bundle).encode("utf-8")
+        url, body = self.request(bundle, idempotency_key, data)
+        headers = {
+            "Content-Type": FHIR_JSON,
+            "Accept": FHIR_JSON,
+            IDEMPOTENCY_HEADER: header_key(idempotency_key),
+            "X-Request-ID": delivery_id,
+        }
+        try:
+            response = self.client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            error = f"timeout ({type(exc).__name__}) after {self.config.timeout}s"
+            return DeliveryResult("retry", error=error)
+        except httpx.TransportError as exc:
+            return DeliveryResult("retry", error=mask(f"network error ({type(exc).__name__}): {exc}"))
+        outcome = classify(response.status_code)
+        if outcome == "delivered":
+            return DeliveryResult("delivered", http_status=response.status_code)
+        return DeliveryResult(
+            outcome,
+            http_status=response.status_code,
+            error=_error_summary(response),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class FhirRestDestination(HttpDestination):
+    """A FHIR server: transactions and batches go to the base; other bundles are stored as Bundles."""
+
+    kind = "fhir-rest"
+
+    def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
+        if bundle.get("type") in ("transaction", "batch"):
+            return self.url, raw
+        return f"{self.url}/Bundle", raw
+
+
+class MhdDestination(HttpDestination):
+    """An MHD Document Recipient: ITI-65 Provide Document Bundle POSTed to its base."""
+
+    kind = "mhd"
+
+    def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
+        wrapped = provide_document_bundle(
+            bundle, idempotency_key=idempotency_key, source_id=self.config.source_id, data=raw
+        )
+        return self.url, json.dumps(wrapped, separators=(",", ":")).encode("utf-8")
+
+
+DestinationFactory = Callable[[str, DestinationConfig], Destination]
+_KINDS: dict[str, DestinationFactory] = {
+    "fhir-rest": FhirRestDestination,
+    "mhd": MhdDestination,
+}
+
+
+def register_kind(kind: str, factory: DestinationFactory) -> None:
+    """Plug in a destination kind (``factory(name, config) -> Destination``)."""
+    _KINDS[kind] = factory
+
+
+def known_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def build_destination(name: str, config: DestinationConfig) -> Destination:
+    return _KINDS[config.kind](name, config)
+
+
+def build_destinations(destinations: dict[str, DestinationConfig]) -> dict[str, Destination]:
+    return {name: build_destination(name, cfg) for name, cfg in destinations.items()}

@@ -1,0 +1,399 @@
+"""A mock hub for tests and demos: a tiny FHIR/MHD endpoint plus a toy metahub locator.
+
+It records what it receives (deduplicated by ``Idempotency-Key``, as a careful receiver would;
+every raw request is logged too), and injects faults per request (``X-Mock-Fault`` header or
+``fault`` query parameter) or from a script consumed one fault per request:
+
+    500 | 503,retry-after=2 | delay=3 | drop | drop-after | 429
+
+``drop`` closes the connection mid-reply without recording; ``drop-after`` records, then drops
+(the sender cannot know it arrived). Serve it with ``python -m adapter.forwarding.mockhub``.
+Control API under ``/_mock`` (received, requests, faults, metahub, reset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+
+@dataclass
+class Fault:
+    status: int | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    drop_after: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Fault:
+        """``503,retry-after=2`` / ``delay=1.5`` / ``drop`` / ``drop-after`` / ``500,delay=1``."""
+        fault = cls()
+        for part in (p.strip().lower() for p in spec.split(",") if p.strip()):
+            name, _, value = part.partition("=")
+            if name.isdigit():
+                fault.status = int(name)
+            elif name == "status":
+                fault.status = int(value)
+            elif name == "retry-after":
+                fault.retry_after = value
+            elif name == "delay":
+                fault.delay = float(value)
+            elif name == "drop":
+                fault.drop = True
+            elif name == "drop-after":
+                fault.drop_after = True
+            else:
+                raise ValueError(f"unknown fault {part!r}")
+        return fault
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> Fault:
+        if isinstance(data, str):
+            return cls.parse(data)
+        return cls(
+            status=data.get("status"),
+            retry_after=None if data.get("retry_after") is None else str(data["retry_after"]),
+            delay=float(data.get("delay", 0.0)),
+            drop=bool(data.get("drop", False)),
+            drop_after=bool(data.get("drop_after", False)),
+        )
+
+
+@dataclass
+class Received:
+    key: str
+    path: str
+    at: float
+    body: dict[str, Any]
+    kind: str  # "fhir-rest" or "mhd"
+    bundle: dict[str, Any] | None  # the becare Bundle (unwrapped from ITI-65 for mhd)
+
+
+@dataclass
+class MockHubState:
+    """Everything the hub knows; shared with the test that started it (in-process queries)."""
+
+    received: list[Received] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: deque[Fault] = field(default_factory=deque)
+    always: Fault | None = None  # a fault applied to every request (hub "broken" mode)
+    metahub_default: dict[str, Any] = field(default_factory=lambda: {"hubs": [], "consentActive": True})
+    metahub_persons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metahub_calls: int = 0
+    _keys: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_faults(self, faults: list[Fault | str | dict[str, Any]]) -> None:
+        with self._lock:
+            for f in faults:
+                self.script.append(f if isinstance(f, Fault) else Fault.from_json(f))
+
+    def next_fault(self, explicit: str | None) -> Fault | None:
+        if explicit:
+            return Fault.parse(explicit)
+        with self._lock:
+            if self.script:
+                return self.script.popleft()
+            return self.always
+
+    def log_request(self, key: str, path: str, fault: Fault | None) -> None:
+        with self._lock:
+            self.requests.append({"key": key, "path": path, "at": time.time(),
+                                  "fault": asdict(fault) if fault else None})
+
+    def record(self, item: Received) -> bool:
+        """Store once per key; True when new."""
+        with self._lock:
+            if item.key in self._keys:
+                return False
+            self._keys[item.key] = len(self.received)
+            self.received.append(item)
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.requests.clear()
+            self.script.clear()
+            self._keys.clear()
+            self.always = None
+            self.metahub_calls = 0
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [r.key for r in self.received]
+
+    def request_keys(self) -> list[str]:
+        with self._lock:
+            return [r["key"] for r in self.requests]
+
+
+class _Dropped(Exception):
+    """Raised inside a started reply so the server closes the connection (a dropped connection)."""
+
+
+class _DropResponse(Response):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/fhir+json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"resourceType":', "more_body": True})
+        raise _Dropped("connection dropped on purpose")
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, _Dropped):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+def _outcome(status: int, message: str, code: str = "exception") -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": message}]}
+
+
+def _transaction_response(bundle: dict[str, Any]) -> dict[str, Any]:
+    entries = []
+    for i, entry in enumerate(bundle.get("entry") or []):
+        rtype = ((entry or {}).get("resource") or {}).get("resourceType", "Resource")
+        entries.append({"response": {"status": "201 Created", "location": f"{rtype}/mock-{i}/_history/1"}})
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+
+
+def create_app(state: MockHubState | None = None) -> FastAPI:
+    state = state or MockHubState()
+    app = FastAPI(title="becare mock hub", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.hub = state
+
+    async def receive_bundle(request: Request, kind: str) -> Response:
+        body = await request.body()
+        fault = state.next_fault(request.headers.get("x-mock-fault") or request.query_params.get("fault"))
+        key = request.headers.get("idempotency-key") or "sha256:" + hashlib.sha256(body).hexdigest()
+        state.log_request(key, request.url.path, fault)
+        if fault and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault and fault.drop:
+            return _DropResponse()
+        if fault and fault.status:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return JSONResponse(_outcome(fault.status, f"injected fault {fault.status}"),
+                                status_code=fault.status, headers=headers, media_type="application/fhir+json")
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return JSONResponse(_outcome(400, "body is not JSON", "structure"), status_code=400)
+        if not isinstance(parsed, dict) or parsed.get("resourceType") != "Bundle":
+            return JSONResponse(_outcome(400, "expected a Bundle", "invalid"), status_code=400)
+        inner = parsed
+        if kind == "mhd":
+            inner = None
+            for entry in parsed.get("entry") or []:
+                res = (entry or {}).get("resource") or {}
+                if res.get("resourceType") == "Binary" and res.get("data"):
+                    inner = json.loads(base64.b64decode(res["data"]))
+            if inner is None:
+                return JSONResponse(_outcome(400, "ITI-65 bundle without Binary", "invalid"), status_code=400)
+        state.record(Received(key, request.url.path, time.time(), parsed, kind, inner))
+        if fault and fault.drop_after:
+            return _DropResponse()
+        if request.url.path.endswith("/Bundle"):
+            return JSONResponse({**parsed, "id": f"mock-{len(state.received)}"}, status_code=201,
+                                media_type="application/fhir+json")
+        return JSONResponse(_transaction_response(parsed), media_type="application/fhir+json")
+
+    @app.post("/fhir")
+    @app.post("/fhir/")
+    @app.post("/fhir/Bundle")
+    async def fhir(request: Request) -> Response:
+        return await receive_bundle(request, "fhir-rest")
+
+    @app.post("/mhd")
+    @app.post("/mhd/")
+    async def mhd(request: Request) -> Response:
+        return await receive_bundle(request, "mhd")
+
+    @app.post("/metahub/locate")
+    async def locate(request: Request) -> Response:
+        fault = state.next_fault(request.headers.get("x-mock-fault"))
+        if fault and fault.status:
+            return JSONResponse({"error": "injected"}, status_code=fault.status)
+        try:
+            ssin = (await request.json()).get("ssin")
+        except (ValueError, AttributeError):
+            return JSONResponse({"error": "expected {\"ssin\": ...}"}, status_code=400)
+        with state._lock:
+            state.metahub_calls += 1
+            answer = state.metahub_persons.get(str(ssin), state.metahub_default)
+        return JSONResponse(answer)
+
+    @app.get("/_mock/received")
+    async def received(bundles: bool = True) -> dict[str, Any]:
+        items = [
+            {"key": r.key, "path": r.path, "at": r.at, "kind": r.kind,
+             **({"bundle": r.bundle} if bundles else {})}
+            for r in list(state.received)
+        ]
+        return {"count": len(items), "items": items}
+
+    @app.get("/_mock/requests")
+    async def requests_() -> dict[str, Any]:
+        return {"count": len(state.requests), "items": list(state.requests)}
+
+    @app.post("/_mock/faults")
+    async def faults(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        items = body if isinstance(body, list) else body.get("faults", [])
+        try:
+            state.add_faults(items)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)  # type: ignore[return-value]
+        return {"queued": len(state.script)}
+
+    @app.put("/_mock/always")
+    async def always(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        state.always = Fault.from_json(body) if body else None
+        return {"always": asdict(state.always) if state.always else None}
+
+    @app.put("/_mock/metahub")
+    async def metahub(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        if "default" in body:
+            state.metahub_default = body["default"]
+        state.metahub_persons.update(body.get("persons", {}))
+        return {"ok": True}
+
+    @app.post("/_mock/reset")
+    async def reset() -> dict[str, Any]:
+        state.reset()
+        return {"ok": True}
+
+    @app.get("/_mock/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket. ``IPPROTO_TCP`` must be explicit: asyncio enables TCP_NODELAY on
+    accepted connections only then, and without it every keep-alive reply waits ~40 ms (Nagle)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class MockHub:
+    """Run the mock hub with uvicorn in a thread on loopback: ``with MockHub() as hub: hub.fhir_url``.
+
+    Restart on the same port with ``MockHub(port=old.port, state=old.state)`` to simulate a hub
+    that was down and came back with its memory.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: MockHubState | None = None) -> None:
+        self.host = host
+        self.state = state or MockHubState()
+        self.app = create_app(self.state)
+        self._sock = listen_socket(host, port)
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", access_log=False,
+                                lifespan="off", timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def fhir_url(self) -> str:
+        return f"{self.url}/fhir"
+
+    @property
+    def mhd_url(self) -> str:
+        return f"{self.url}/mhd"
+
+    @property
+    def metahub_url(self) -> str:
+        return f"{self.url}/metahub/locate"
+
+    def start(self, timeout: float = 10.0) -> MockHub:
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name=f"mockhub-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("mock hub did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> MockHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adapter.forwarding.mockhub",
+                                     description="becare mock hub (FHIR + MHD + toy metahub)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--script", help="JSON file: a list of faults applied one per request")
+    args = parser.parse_args(argv)
+    state = MockHubState()
+    if args.script:
+        try:
+            with open(args.script, encoding="utf-8") as fh:
+                state.add_faults(json.load(fh))
+        except (OSError, ValueError, TypeError) as exc:
+            parser.error(f"cannot load fault script: {exc}")
+    try:
+        sock = listen_socket(args.host, args.port)
+    except OSError as exc:
+        parser.error(f"cannot bind {args.host}:{args.port}: {exc}")
+    port = sock.getsockname()[1]
+    print(f"mock hub on http://{args.host}:{port} (FHIR /fhir, MHD /mhd, metahub /metahub/locate)",
+          flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(state), host=args.host, port=port,
+                                           log_level="warning", access_log=False, lifespan="off"))
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

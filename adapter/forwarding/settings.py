@@ -1,0 +1,224 @@
+"""Forwarding configuration: destinations, credentials, routing, metahub, outbox tuning.
+
+Read from a YAML file (``--config`` or ``BECARE_CONFIG``) and/or built from ``--forward-to`` and
+``--db``. Every problem is reported as ``ConfigError`` with the path of the offending key, so a
+bad deployment fails at start with one readable message instead of at the first delivery.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .region import REGIONS
+
+CONFIG_ENV = "BECARE_CONFIG"
+DEFAULT_DB_URL = "sqlite:///becare.db"
+FORWARD_TO_NAME = "forward-to"
+
+
+class ConfigError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthConfig(_Model):
+    """Credentials for one endpoint. Secrets may come from the environment (``*_env``)."""
+
+    bearer_token: str | None = None
+    bearer_token_env: str | None = None
+    client_cert: str | None = None  # PEM certificate (chain) for mutual TLS
+    client_key: str | None = None  # PEM private key (omit if inside client_cert)
+    ca_bundle: str | None = None  # PEM CA file to verify the server
+    verify: bool = True
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> AuthConfig:
+        for name in ("client_cert", "client_key", "ca_bundle"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: file not found: {path}")
+        if self.client_key and not self.client_cert:
+            raise ValueError("client_key given without client_cert")
+        if self.bearer_token and self.bearer_token_env:
+            raise ValueError("give bearer_token or bearer_token_env, not both")
+        return self
+
+    def token(self) -> str | None:
+        if self.bearer_token_env:
+            value = os.environ.get(self.bearer_token_env)
+            if not value:
+                raise ConfigError(f"environment variable {self.bearer_token_env} (bearer token) is not set")
+            return value
+        return self.bearer_token
+
+
+class DestinationConfig(_Model):
+    kind: str = "fhir-rest"
+    url: str
+    timeout: float = Field(30.0, gt=0, le=600)
+    auth: AuthConfig = AuthConfig()
+    headers: dict[str, str] = {}
+    # mhd only: identifiers that ITI-65 wants for the submission set
+    source_id: str | None = None  # ihe-sourceId, e.g. urn:oid:1.3.6.1.4.1.21297.1.99
+
+    _url = field_validator("url")(lambda cls, v: _check_url(v))
+
+
+class RoutingConfig(_Model):
+    by_region: dict[str, str] = {}
+    default: list[str] = []
+    allow_explicit: bool = True
+
+    @field_validator("by_region")
+    @classmethod
+    def _regions(cls, value: dict[str, str]) -> dict[str, str]:
+        for region in value:
+            if region not in REGIONS:
+                raise ValueError(f"unknown region {region!r} (one of: {', '.join(REGIONS)})")
+        return value
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class MetahubConfig(_Model):
+    url: str
+    timeout: float = Field(10.0, gt=0, le=120)
+    auth: AuthConfig = AuthConfig()
+    hubs: dict[str, str] = {}  # hub id answered by the locator -> destination name
+    route_to_hubs: bool = True  # also deliver to the hubs that hold data for the person
+    require_ssin: bool = True  # a bundle without SSIN cannot be checked: blocked
+
+    _url = field_validator("url")(lambda cls, v: _check_url(v))
+
+
+class OutboxConfig(_Model):
+    db: str | None = None
+    workers: int = Field(4, ge=0, le=64)
+    batch: int = Field(8, ge=1, le=500)
+    max_attempts: int = Field(8, ge=1, le=1000)
+    backoff_base: float = Field(1.0, gt=0)
+    backoff_cap: float = Field(300.0, gt=0)
+    retry_after_max: float = Field(3600.0, gt=0)
+    lease_seconds: float | None = Field(None, gt=0)
+    poll_interval: float = Field(0.5, gt=0, le=60)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+
+class Settings(_Model):
+    outbox: OutboxConfig = OutboxConfig()
+    destinations: dict[str, DestinationConfig] = {}
+    routing: RoutingConfig = RoutingConfig()
+    metahub: MetahubConfig | None = None
+    service: dict[str, Any] = {}  # passed through untouched for the HTTP service
+    source: str | None = None  # where the settings came from (file path), for messages
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        from .destinations import known_kinds
+
+        for name, dest in self.destinations.items():
+            if dest.kind not in known_kinds():
+                kinds = ", ".join(known_kinds())
+                raise ValueError(f"destinations.{name}.kind: unknown kind {dest.kind!r} (one of: {kinds})")
+        refs = [(f"routing.by_region.{r}", d) for r, d in self.routing.by_region.items()]
+        refs += [("routing.default", d) for d in self.routing.default]
+        if self.metahub:
+            refs += [(f"metahub.hubs.{h}", d) for h, d in self.metahub.hubs.items()]
+        for where, name in refs:
+            if name not in self.destinations:
+                raise ValueError(f"{where}: unknown destination {name!r}")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.outbox.db or DEFAULT_DB_URL
+
+    @property
+    def forwarding_enabled(self) -> bool:
+        return bool(self.destinations)
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def settings_from_dict(data: dict[str, Any], *, source: str | None = None) -> Settings:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source or 'config'}: the top level must be a mapping")
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(f"{source or 'config'}: {_format_errors(exc)}") from None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    forward_to: str | None = None,
+    db_url: str | None = None,
+) -> Settings:
+    """Settings from the file (``config_path`` or ``$BECARE_CONFIG``) and the command line.
+
+    ``forward_to`` replaces the routing: every accepted bundle goes to that one FHIR base (a
+    ``fhir-rest`` destination named ``forward-to``); the metahub consent step, if configured,
+    still applies. ``db_url`` overrides ``outbox.db``.
+    """
+    path = config_path or os.environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        data = loaded if loaded is not None else {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+    if forward_to:
+        try:
+            _check_url(forward_to)
+        except ValueError as exc:
+            raise ConfigError(f"--forward-to: {exc}") from None
+        data = dict(data)
+        destinations = dict(data.get("destinations") or {})
+        destinations[FORWARD_TO_NAME] = {"kind": "fhir-rest", "url": forward_to}
+        data["destinations"] = destinations
+        data["routing"] = {"default": [FORWARD_TO_NAME], "allow_explicit": False}
+        if isinstance(data.get("metahub"), dict):
+            data["metahub"] = {**data["metahub"], "hubs": {}, "route_to_hubs": False}
+    if db_url:
+        data = dict(data)
+        data["outbox"] = {**(data.get("outbox") or {}), "db": db_url}
+    return settings_from_dict(data, source=str(path) if path else None)
