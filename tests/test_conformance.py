@@ -14,8 +14,9 @@ import pytest
 
 from adapter.conformance import ConformanceError, ConformanceStore, SnapshotError, default_store
 from adapter.conformance.store import build_default_store, version_key
+from tests.shared_ref import reference_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = reference_dir()
 TEST_CASES = REFERENCE / "fhir-test-cases" / "validator"
 BE = "https://www.ehealth.fgov.be/standards/fhir"
 
@@ -259,7 +260,6 @@ def test_vendored_core_is_compacted_but_keeps_validation_data():
     assert url["representation"] == ["xmlAttr"]  # the XML reader needs it
 
 
-@pytest.mark.skipif(not TEST_CASES.is_dir(), reason="reference test cases not available")
 def test_load_xml_structure_definitions():
     """Runs once adapter.fhirio.parse exists (written by another helper)."""
     store = default_store().overlay()

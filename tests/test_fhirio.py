@@ -21,9 +21,10 @@ from adapter.fhirio import (
 )
 from adapter.fhirio import locate as locate_mod
 from adapter.fhirio.model import core_model
+from tests.shared_ref import reference_dir
 
 DATA = Path(__file__).parent / "data" / "fhirio"
-SUITE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fhir-test-cases" / "validator"
+SUITE = reference_dir() / "fhir-test-cases" / "validator"
 SUITE_JSON = sorted(SUITE.glob("*.json")) + sorted(SUITE.glob("ab/*.json"))
 SUITE_XML = sorted(SUITE.glob("*.xml"))
 # Test-suite files that are malformed JSON on purpose.

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from lxml import etree
 
-SUITE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fhir-test-cases" / "tests-fhir-r4.xml"
+from tests.shared_ref import reference_dir
+
+SUITE = reference_dir() / "fhir-test-cases" / "tests-fhir-r4.xml"
 DATA = Path(__file__).resolve().parent / "data" / "fhirpath"
 MIN_PASS_RATE = 0.95
 

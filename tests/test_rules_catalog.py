@@ -12,8 +12,9 @@ from adapter.rules import UnknownRuleError, explain, load_catalog, render_rules_
 from adapter.rules.catalog import LANGS, REGIONS, CatalogError, parse_catalog
 from adapter.rules.checks import RULE_FUNCTIONS
 from adapter.rules.engine import compile_catalog
+from tests.shared_ref import shared_dir
 
-CONTRACT = Path("/work/shared/CONTRACT.md")
+CONTRACT = shared_dir() / "CONTRACT.md"
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 CONTRACT_IDS = [
     "IC-TEAM-1",

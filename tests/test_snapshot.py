@@ -9,8 +9,9 @@ import pytest
 
 from adapter.conformance import SnapshotError, default_store
 from adapter.conformance.snapshot import diff_element_ids, generate_snapshot
+from tests.shared_ref import reference_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = reference_dir()
 BE_PROFILES = REFERENCE / "belgian-profiles"
 TEST_CASES = REFERENCE / "fhir-test-cases" / "validator"
 needs_reference = pytest.mark.skipif(not BE_PROFILES.is_dir(), reason="reference material not available")

@@ -1,0 +1,258 @@
+"""The durable outbox on a real SQLite file: durability, idempotency, claims, leases, audit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from adapter.forwarding.routing import RouteDecision
+from adapter.outbox import Outbox, OutboxError, idempotency_key, mask, mask_ssin
+from adapter.outbox.keys import canonical_json
+
+SSIN = "85073003328"
+
+
+def bundle(i: int = 0, *, ident: bool = True) -> dict:
+    b = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Patient", "identifier": [{"value": SSIN}]},
+                   "request": {"method": "POST", "url": "Patient"}}],
+    }
+    if ident:
+        b["identifier"] = {"system": "urn:test", "value": f"b-{i}"}
+    return b
+
+
+ROUTE = RouteDecision(("hub",), "default")
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Outbox:
+    ob = Outbox(f"sqlite:///{tmp_path / 'outbox.db'}", max_attempts=3)
+    yield ob
+    ob.close()
+
+
+def enqueue(box: Outbox, b: dict, route: RouteDecision = ROUTE):
+    return box.enqueue(b, route=route, idempotency_key=idempotency_key(b), client="vendor-a")
+
+
+def test_idempotency_key_uses_identifier_else_canonical_hash() -> None:
+    assert idempotency_key(bundle(7)) == "urn:test|b-7"
+    a = {"resourceType": "Bundle", "type": "collection",
+         "entry": [{"resource": {"id": "x", "resourceType": "Basic"}}]}
+    b = {"type": "collection", "entry": [{"resource": {"resourceType": "Basic", "id": "x"}}],
+         "resourceType": "Bundle"}
+    assert idempotency_key(a) == idempotency_key(b)
+    assert idempotency_key(a).startswith("sha256:") and len(idempotency_key(a)) == 7 + 64
+    a["entry"][0]["resource"]["id"] = "y"
+    assert idempotency_key(a) != idempotency_key(b)
+    # an identifier without value falls back to the content hash
+    assert idempotency_key({**a, "identifier": {"system": "urn:x"}}).startswith("sha256:")
+
+
+def test_enqueue_is_committed_and_visible_to_another_connection(box: Outbox, tmp_path: Path) -> None:
+    d = enqueue(box, bundle(1))
+    assert d.status == "pending" and d.destination == "hub" and d.attempts == 0
+    # a plain sqlite3 connection (another "process") sees the row at once
+    con = sqlite3.connect(tmp_path / "outbox.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    row = con.execute("SELECT status, payload FROM outbox_deliveries WHERE id = ?", (d.id,)).fetchone()
+    con.close()
+    assert row[0] == "pending"
+    assert row[1] == canonical_json(bundle(1))
+
+
+def test_same_key_returns_the_existing_delivery(box: Outbox) -> None:
+    first = enqueue(box, bundle(1))
+    again = enqueue(box, bundle(1), RouteDecision(("other",), "explicit"))
+    assert again.id == first.id and again.destination == "hub"
+    assert len(box.list()) == 1
+
+
+def test_concurrent_enqueues_group_commit_and_stay_unique(box: Outbox) -> None:
+    errors: list[BaseException] = []
+
+    def producer(k: int) -> None:
+        try:
+            for i in range(40):
+                enqueue(box, bundle(i % 60))  # overlapping keys across threads
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    items = box.list(limit=1000)
+    assert len(items) == 40 and len({d.idempotency_key for d in items}) == 40
+
+
+def test_multi_destination_route_makes_one_row_each(box: Outbox) -> None:
+    d = enqueue(box, bundle(2), RouteDecision(("a", "b", "a"), "region+metahub", region="flanders"))
+    assert d.destination == "a" and len(d.related) == 1
+    other = box.get(d.related[0])
+    assert other is not None and other.destination == "b" and other.related == (d.id,)
+    assert d.region == "flanders" and d.route_via == "region+metahub"
+
+
+def test_blocked_route_is_stored_with_reason_and_never_claimed(box: Outbox) -> None:
+    d = enqueue(box, bundle(3), RouteDecision((), "metahub-consent", reason="no consent", blocked=True))
+    assert d.status == "blocked" and d.reason == "no consent" and d.destination == ""
+    assert box.claim("w") == []
+    with pytest.raises(OutboxError) as err:
+        box.retry(d.id)
+    assert "no destination" in err.value.message
+    assert [r.action for r in box.audit_records()] == ["block"]
+
+
+def test_no_destination_is_blocked_with_a_clear_reason(box: Outbox) -> None:
+    d = enqueue(box, bundle(4), RouteDecision((), "none"))
+    assert d.status == "blocked" and d.reason == "no destination configured"
+
+
+def test_claim_takes_only_due_rows_and_counts_the_attempt(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    items = box.claim("w1", limit=10, lease_seconds=30)
+    assert [i.id for i in items] == [d.id] and items[0].attempt == 1 and items[0].payload == bundle(1)
+    assert box.claim("w2") == []  # held under lease
+    got = box.get(d.id)
+    assert got is not None and got.status == "in-flight" and got.attempts == 1
+
+
+def test_concurrent_claims_never_overlap(box: Outbox) -> None:
+    for i in range(150):
+        enqueue(box, bundle(i))
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            items = box.claim(name, limit=7, lease_seconds=60)
+            if not items:
+                return
+            with lock:
+                seen.extend(i.id for i in items)
+
+    threads = [threading.Thread(target=worker, args=(f"w{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 150 and len(set(seen)) == 150
+
+
+def test_expired_lease_is_reclaimed_and_logged(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    [item] = box.claim("dead-worker", lease_seconds=0.05)
+    time.sleep(0.1)
+    [again] = box.claim("new-worker", lease_seconds=30)
+    assert again.id == d.id and again.reclaimed and again.attempt == 2
+    # the old worker's late result is fenced off
+    now = time.time()
+    late = box.complete(item, worker="dead-worker", outcome="delivered", started_at=now, finished_at=now)
+    assert late == "lost"
+    ok = box.complete(again, worker="new-worker", outcome="delivered", started_at=now, finished_at=now)
+    assert ok == "delivered"
+    got = box.get(d.id)
+    assert got is not None and got.status == "delivered"
+    assert [a.outcome for a in got.attempt_log] == ["lease-expired", "delivered", "delivered"]
+
+
+def test_retry_schedules_then_dead_letters_then_manual_replay(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    for n in range(1, 4):
+        [item] = box.claim("w")
+        now = time.time()
+        status = box.complete(item, worker="w", outcome="retry", started_at=now, finished_at=now,
+                              http_status=503, error=f"HTTP 503 for {SSIN}", retry_at=now)
+        assert status == ("dead" if n == 3 else "pending")
+    got = box.get(d.id)
+    assert got is not None and got.status == "dead" and got.attempts == 3 and got.last_status_code == 503
+    assert SSIN not in (got.last_error or "") and "***" in (got.last_error or "")
+    assert box.claim("w") == []
+    with pytest.raises(OutboxError) as err:
+        box.retry("no-such-id")
+    assert err.value.code == "not-found"
+    replayed = box.retry(d.id, who="operator")
+    assert replayed.status == "pending" and replayed.attempts == 0
+    with pytest.raises(OutboxError) as err:
+        box.retry(d.id)
+    assert err.value.code == "conflict"
+    assert [i.id for i in box.claim("w")] == [d.id]
+
+
+def test_retry_waits_until_next_attempt_at(box: Outbox) -> None:
+    enqueue(box, bundle(1))
+    [item] = box.claim("w")
+    now = time.time()
+    box.complete(item, worker="w", outcome="retry", started_at=now, finished_at=now, retry_at=now + 0.3)
+    assert box.claim("w") == []
+    time.sleep(0.35)
+    assert len(box.claim("w")) == 1
+
+
+def test_release_gives_rows_back_without_counting(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    items = box.claim("w")
+    box.release(items, "w")
+    got = box.get(d.id)
+    assert got is not None and got.status == "pending" and got.attempts == 0
+
+
+def test_list_filters_and_counts(box: Outbox) -> None:
+    enqueue(box, bundle(1))
+    enqueue(box, bundle(2), RouteDecision((), "none"))
+    assert [d.status for d in box.list("blocked")] == ["blocked"]
+    assert box.counts()["pending"] == 1 and box.counts()["blocked"] == 1
+    with pytest.raises(OutboxError):
+        box.list("bogus")
+    assert box.ping()
+
+
+def test_audit_is_masked_and_exports_as_fhir(box: Outbox) -> None:
+    box.record_audit("accept", who="vendor-a", what="delivery-1", outcome="success",
+                     detail=f"bundle of {SSIN}")
+    box.record_audit("validate", who="vendor-b", what=None, outcome="rejected", detail="2 errors")
+    records = box.audit_records()
+    assert SSIN not in (records[0].detail or "")
+    fhir = box.audit_events_as_fhir()
+    assert fhir["resourceType"] == "Bundle" and fhir["type"] == "collection"
+    events = [e["resource"] for e in fhir["entry"]]
+    assert all(e["resourceType"] == "AuditEvent" for e in events)
+    assert events[0]["action"] == "C" and events[0]["outcome"] == "0"
+    assert events[0]["agent"][0]["who"]["display"] == "vendor-a"
+    assert events[0]["entity"][0]["what"]["identifier"]["value"] == "delivery-1"
+    assert events[1]["outcome"] == "4" and events[1]["outcomeDesc"] == "2 errors"
+    assert events[0]["recorded"].endswith("Z")
+
+
+def test_delivery_json_shape(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    j = d.to_json()
+    assert j["id"] == d.id and j["status"] == "pending" and j["destination"] == "hub"
+    assert j["attemptLog"] == [] and j["created"].endswith("Z")
+
+
+def test_bad_database_urls_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError) as err:
+        Outbox(f"sqlite:///{tmp_path}/missing/dir/outbox.db")
+    assert "does not exist" in err.value.message and err.value.code == "config"
+    with pytest.raises(OutboxError):
+        Outbox("nosuchdb://x")
+    with pytest.raises(OutboxError):
+        Outbox(f"sqlite:///{tmp_path}/o.db", sqlite_synchronous="SOMETIMES")
+
+
+def test_masking() -> None:
+    assert mask(f"id {SSIN} and 85.07.30-033.28") == "id *********** and ***********"
+    assert mask('{"family": "Peeters", "given": ["An"]}') == '{"family": "***", "given": "***"}'
+    assert mask("x" * 500, limit=10) == "x" * 9 + "…"
+    assert mask_ssin(SSIN) == "*********28"
