@@ -166,6 +166,7 @@ def _work(args: argparse.Namespace) -> int:
     from adapter.forwarding import build_forwarding
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     s = _settings(args)
     fw = build_forwarding(s)
     if args.workers is not None:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -317,20 +318,35 @@ class MockHub:
     that was down and came back with its memory.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: MockHubState | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state: MockHubState | None = None,
+        *,
+        tls: dict[str, str] | None = None,
+    ) -> None:
+        """``tls``: ``{"certfile", "keyfile"}`` to serve HTTPS, plus ``"client_ca"`` to require a
+        client certificate signed by that CA (mutual TLS)."""
         self.host = host
         self.state = state or MockHubState()
         self.app = create_app(self.state)
         self._sock = listen_socket(host, port)
         self.port = self._sock.getsockname()[1]
+        self.scheme = "https" if tls else "http"
+        ssl_options: dict[str, object] = {}
+        if tls:
+            ssl_options = {"ssl_certfile": tls["certfile"], "ssl_keyfile": tls["keyfile"]}
+            if tls.get("client_ca"):
+                ssl_options.update(ssl_ca_certs=tls["client_ca"], ssl_cert_reqs=ssl.CERT_REQUIRED)
         config = uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="off", timeout_keep_alive=30)
+                                lifespan="off", timeout_keep_alive=30, **ssl_options)  # type: ignore[arg-type]
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def fhir_url(self) -> str:

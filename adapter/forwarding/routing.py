@@ -23,10 +23,18 @@ class RoutingError(Exception):
     """Routing cannot decide now. ``code``: ``invalid`` (caller's fault, 4xx) or ``unavailable``
     (metahub down: retry later, 503)."""
 
-    def __init__(self, message: str, code: str = "invalid") -> None:
+    def __init__(self, message: str, code: str = "invalid", pointer: str = "destination") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        # what the caller got wrong, for a 4xx OperationOutcome (none when the metahub is down)
+        self.problems = [RoutingProblem(pointer, message)] if code == "invalid" else None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingProblem:
+    pointer: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class Forwarder:
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._pending_wakes = 0
+        self._listening = False
         self._threads: list[threading.Thread] = []
         self._stats_lock = threading.Lock()
         self.stats = {"delivered": 0, "retry": 0, "dead": 0, "lost": 0}
@@ -83,7 +84,9 @@ class Forwarder:
         if self._threads:
             return
         self._stop.clear()
-        self.outbox.add_listener(self.notify)
+        if not self._listening:
+            self.outbox.add_listener(self.notify)
+            self._listening = True
         for i in range(self.workers):
             t = threading.Thread(target=self._run, args=(f"{self.name}/{i}",), name=f"becare-worker-{i}",
                                  daemon=True)
