@@ -1,8 +1,8 @@
 """Which region a bundle belongs to, and whose bundle it is: what routing needs to know.
 
 Follows CONTRACT section 4 exactly: the explicit region, else ``ext-region`` on the episode, else
-the person's postal code. Kept pure and local so forwarding does not depend on the rulebook's
-internals; the ranges are the contract's.
+the person's postal code. The postal ranges are the rulebook's data, so routing and the rules
+can never disagree on a person's region.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ SSIN_SYSTEMS = (
 
 
 def region_for_postal_code(postal_code: str | None) -> str | None:
-    """1000-1299 Brussels; 1300-1499 and 4000-7999 Wallonia except 4700-4791 German-speaking;
-    1500-3999 and 8000-9999 Flanders. Anything else (foreign, malformed) has no region."""
+    """The region of a Belgian postal code (``B-`` prefix tolerated), from the rulebook's postal
+    ranges (rules/regions.yaml, CONTRACT section 4): one table for routing and rules alike.
+    Anything else (foreign, malformed) has no region."""
     if not isinstance(postal_code, str):
         return None
     code = postal_code.strip()
@@ -28,16 +29,9 @@ def region_for_postal_code(postal_code: str | None) -> str | None:
         code = code[2:]
     if not re.fullmatch(r"\d{4}", code):
         return None
-    n = int(code)
-    if 1000 <= n <= 1299:
-        return "brussels"
-    if 4700 <= n <= 4791:
-        return "german-speaking"
-    if 1300 <= n <= 1499 or 4000 <= n <= 7999:
-        return "wallonia"
-    if 1500 <= n <= 3999 or 8000 <= n <= 9999:
-        return "flanders"
-    return None
+    from adapter.rules.catalog import load_catalog
+
+    return load_catalog().region_for_postal_code(int(code))
 
 
 def _resources(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
