@@ -51,20 +51,25 @@ def run_suite() -> list[StepResult]:
         except ParseError as exc:
             errors = [f"parse: {exc}"]
             document = None
-        results.append(StepResult(case["name"], "base", case["expected_base"]["errors"] > 0, bool(errors), errors))
+        results.append(
+            StepResult(case["name"], "base", case["expected_base"]["errors"] > 0, bool(errors), errors)
+        )
         if case.get("profile") and case.get("expected_profile") is not None:
             pstore = store.overlay()
-            loaded = pstore.load(SUITE / case["profile"])
-            _ = loaded
+            pstore.load(SUITE / case["profile"])
             profile_url = _profile_url(SUITE / case["profile"])
             pvalidator = Validator(pstore)
             if document is None:
                 perrors = ["parse error"]
             else:
-                preport = pvalidator.validate(document, ValidationOptions(profiles=(profile_url,), rulebook=False))
+                preport = pvalidator.validate(
+                    document, ValidationOptions(profiles=(profile_url,), rulebook=False)
+                )
                 perrors = [f"{i.expression}: {i.message}" for i in preport.issues if i.is_error]
             results.append(
-                StepResult(case["name"], "profile", case["expected_profile"]["errors"] > 0, bool(perrors), perrors)
+                StepResult(
+                    case["name"], "profile", case["expected_profile"]["errors"] > 0, bool(perrors), perrors
+                )
             )
     return results
 

@@ -7,7 +7,10 @@ import pytest
 from adapter.cli.main import main
 
 
-@pytest.mark.parametrize("lang,word", [("en", "care coordinator"), ("nl", "zorgcoördinator"), ("fr", "coordinat"), ("de", "Koordinat")])
+@pytest.mark.parametrize(
+    "lang,word",
+    [("en", "care coordinator"), ("nl", "zorgcoördinator"), ("fr", "coordinat"), ("de", "Koordinat")],
+)
 def test_explain_in_each_language(lang: str, word: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "IC-CC-2", "--lang", lang]) == 0
     out = capsys.readouterr().out

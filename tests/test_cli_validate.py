@@ -12,17 +12,25 @@ import pytest
 
 from adapter.cli.main import main
 
-GOOD = {"resourceType": "Patient", "id": "a", "text": {"status": "generated",
-        "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">A</div>"}, "gender": "female"}  # fmt: skip
+GOOD = {
+    "resourceType": "Patient",
+    "id": "a",
+    "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">A</div>'},
+    "gender": "female",
+}
 BAD = {"resourceType": "Patient", "id": "b", "gender": "bogus", "shoeSize": 42}
 
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     out = {}
-    for name, content in (("good.json", json.dumps(GOOD)), ("bad.json", json.dumps(BAD)),
-                          ("garbage.json", "this is not json"), ("array.json", "[1, 2]"),
-                          ("alien.json", json.dumps({"resourceType": "Spaceship"}))):  # fmt: skip
+    for name, content in (
+        ("good.json", json.dumps(GOOD)),
+        ("bad.json", json.dumps(BAD)),
+        ("garbage.json", "this is not json"),
+        ("array.json", "[1, 2]"),
+        ("alien.json", json.dumps({"resourceType": "Spaceship"})),
+    ):
         (tmp_path / name).write_text(content)
         out[name] = tmp_path / name
     return out
@@ -54,7 +62,17 @@ def test_json_format_one_and_many(files: dict[str, Path], capsys: pytest.Capture
 
 def test_junit_output_one_case_per_file(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report.xml"
-    code = main(["validate", "--format", "junit", "--output", str(out), str(files["good.json"]), str(files["bad.json"])])
+    code = main(
+        [
+            "validate",
+            "--format",
+            "junit",
+            "--output",
+            str(out),
+            str(files["good.json"]),
+            str(files["bad.json"]),
+        ]
+    )
     assert code == 1
     root = ElementTree.parse(out).getroot()
     cases = root.findall(".//testcase")
@@ -63,19 +81,28 @@ def test_junit_output_one_case_per_file(files: dict[str, Path], tmp_path: Path) 
 
 
 def test_usage_errors_exit_2_without_traceback(files: dict[str, Path]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "adapter.cli.main", "validate", "--region", "mars",
-                           str(files["good.json"])], capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapter.cli.main", "validate", "--region", "mars", str(files["good.json"])],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
 
 
 def test_profile_option_and_ig(files: dict[str, Path], tmp_path: Path) -> None:
     profile = {
-        "resourceType": "StructureDefinition", "url": "http://example.org/StructureDefinition/named-patient",
-        "name": "NamedPatient", "status": "draft", "kind": "resource", "abstract": False, "type": "Patient",
-        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/named-patient",
+        "name": "NamedPatient",
+        "status": "draft",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
         "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]},
-    }  # fmt: skip
+    }
     (tmp_path / "ig").mkdir()
     (tmp_path / "ig" / "sd.json").write_text(json.dumps(profile))
     args = ["validate", "--ig", str(tmp_path / "ig"), "--profile", profile["url"], str(files["good.json"])]

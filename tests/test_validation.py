@@ -95,12 +95,19 @@ def test_reference_target_type(validator: Validator) -> None:
 def test_contained_and_extension(validator: Validator) -> None:
     ok = {
         **PATIENT,
-        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
-                       "valueAddress": {"city": "Gent"}}],
-    }  # fmt: skip
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                "valueAddress": {"city": "Gent"},
+            }
+        ],
+    }
     assert errors(validator, ok) == []
     bad = copy.deepcopy(ok)
-    bad["extension"][0] = {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueString": "Gent"}
+    bad["extension"][0] = {
+        "url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+        "valueString": "Gent",
+    }
     assert errors(validator, bad)
 
 
@@ -115,9 +122,13 @@ def test_bundle_duplicate_ids_and_unresolved_urn(validator: Validator) -> None:
     assert any("Duplicate resource Patient/p1" in e for e in found)
     obs = {
         "fullUrl": "urn:uuid:ae4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d",
-        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                     "subject": {"reference": "urn:uuid:be4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d"}},
-    }  # fmt: skip
+        "resource": {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "urn:uuid:be4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d"},
+        },
+    }
     found = errors(validator, _bundle([p, obs]))
     assert found == [
         "Bundle.entry[1].resource.subject.reference: Unable to resolve the reference "
@@ -128,8 +139,10 @@ def test_bundle_duplicate_ids_and_unresolved_urn(validator: Validator) -> None:
 def test_bundle_reference_resolution_checks_target_type(validator: Validator) -> None:
     p = {"fullUrl": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d", "resource": PATIENT}
     org_ref = {"reference": "urn:uuid:8e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d"}
-    other = {"fullUrl": "urn:uuid:9e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d",
-             "resource": {"resourceType": "Patient", "id": "p2", "managingOrganization": org_ref}}  # fmt: skip
+    other = {
+        "fullUrl": "urn:uuid:9e4b7a5c-0f6a-4d8e-9c1e-1d2f3a4b5c6d",
+        "resource": {"resourceType": "Patient", "id": "p2", "managingOrganization": org_ref},
+    }
     found = errors(validator, _bundle([p, other]))
     assert any("Bundle.entry[1].resource.managingOrganization" in e for e in found)
 

@@ -23,13 +23,19 @@ STATUSES = ("pending", "in-flight", "delivered", "dead", "blocked")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", help="outbox database URL (default: from the config, else sqlite:///becare.db)")
+    p.add_argument(
+        "--db", metavar="URL", help="outbox database URL (default: from the config, else sqlite:///becare.db)"
+    )
     p.add_argument("--config", metavar="FILE", help="settings file (default: $BECARE_CONFIG)")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("outbox", help="inspect, replay and deliver the outbox",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "outbox",
+        help="inspect, replay and deliver the outbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="outbox_command", metavar="ACTION", parser_class=type(parser))
     parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), EXIT_UNUSABLE)[1])
 
@@ -116,8 +122,10 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'ID':36}  {'STATUS':9}  {'TRIES':>5}  {'DESTINATION':20}  {'CREATED':24}  LAST ERROR / REASON")
     for d in items:
         note = (d.last_error or d.reason or "").replace("\n", " ")
-        print(f"{d.id:36}  {d.status:9}  {d.attempts:>5}  {(d.destination or '-')[:20]:20}  "
-              f"{iso(d.created_at) or '':24}  {note[:80]}")
+        print(
+            f"{d.id:36}  {d.status:9}  {d.attempts:>5}  {(d.destination or '-')[:20]:20}  "
+            f"{iso(d.created_at) or '':24}  {note[:80]}"
+        )
     return EXIT_OK
 
 
@@ -185,8 +193,10 @@ def _work(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
         fw.forwarder.start()
-        print(f"becare outbox: {fw.forwarder.workers} workers delivering from {s.db_url.split('@')[-1]}",
-              flush=True)
+        print(
+            f"becare outbox: {fw.forwarder.workers} workers delivering from {s.db_url.split('@')[-1]}",
+            flush=True,
+        )
         done.wait()
         return EXIT_OK
     finally:

@@ -27,12 +27,20 @@ def register(subparsers: Any) -> None:
         description="Run the FHIR validation and forwarding service (CONTRACT section 6). "
         "With no options: http://127.0.0.1:8080, outbox in ./becare.db, nothing forwarded.",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1; any other needs service.auth configured)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any other needs service.auth configured)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    parser.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the outbox (default sqlite:///becare.db)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="YAML config: destinations, routing, metahub, service (or $BECARE_CONFIG)")
+    parser.add_argument(
+        "--db", metavar="URL", help="SQLAlchemy URL of the outbox (default sqlite:///becare.db)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config: destinations, routing, metahub, service (or $BECARE_CONFIG)",
+    )
     parser.add_argument("--forward-to", metavar="URL", help="forward every accepted bundle to this FHIR base")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(handler=run)
@@ -89,8 +97,11 @@ def build_app(args: argparse.Namespace) -> Any:
     if refusal:
         raise _StartError(refusal)
     try:
-        outbox = Outbox(settings.db_url, max_attempts=settings.outbox.max_attempts,
-                        sqlite_synchronous=settings.outbox.sqlite_synchronous)
+        outbox = Outbox(
+            settings.db_url,
+            max_attempts=settings.outbox.max_attempts,
+            sqlite_synchronous=settings.outbox.sqlite_synchronous,
+        )
     except OutboxError as exc:
         raise _StartError(f"outbox database: {exc}") from None
     router = Router(settings)
@@ -125,8 +136,15 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=args.host, port=args.port, log_config=None, log_level=args.log_level,
-            access_log=True, server_header=False, limit_concurrency=512, timeout_keep_alive=15,
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            log_level=args.log_level,
+            access_log=True,
+            server_header=False,
+            limit_concurrency=512,
+            timeout_keep_alive=15,
         )
     )
     try:

@@ -21,14 +21,24 @@ _SUFFIXES = (".json", ".xml")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("validate", help="validate FHIR R4 resources and bundles",
-                       description="Validate FHIR R4 JSON or XML files (or folders of them).")  # fmt: skip
+    p = sub.add_parser(
+        "validate",
+        help="validate FHIR R4 resources and bundles",
+        description="Validate FHIR R4 JSON or XML files (or folders of them).",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="file or folder")
     p.add_argument("--region", choices=REGIONS, help="federated entity whose rules apply")
     p.add_argument("--lang", choices=LANGS, default="en", help="language of the messages")
-    p.add_argument("--profile", action="append", default=[], metavar="URL", help="also validate against this profile")
-    p.add_argument("--ig", action="append", default=[], metavar="PATH",
-                   help="load conformance resources (file, folder or package .tgz)")  # fmt: skip
+    p.add_argument(
+        "--profile", action="append", default=[], metavar="URL", help="also validate against this profile"
+    )
+    p.add_argument(
+        "--ig",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="load conformance resources (file, folder or package .tgz)",
+    )
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.add_argument("--output", metavar="FILE", help="write the report here instead of standard output")
     p.add_argument("--registry", metavar="URL", help="episode registry database (for IC-ONE-1/2)")
@@ -82,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"becare: cannot open the episode registry: {exc}\n")
             return EXIT_UNUSABLE
     options = ValidationOptions(
-        region=args.region, lang=args.lang, profiles=tuple(args.profile),
-        rulebook=not args.no_rulebook, registry=registry,
-    )  # fmt: skip
+        region=args.region,
+        lang=args.lang,
+        profiles=tuple(args.profile),
+        rulebook=not args.no_rulebook,
+        registry=registry,
+    )
     reports: list[Report] = []
     unusable = bool(problems)
     progress = _Progress(len(files))
@@ -94,22 +107,48 @@ def run(args: argparse.Namespace) -> int:
             document = parse_file(path)
         except ParseError as exc:
             unusable = True
-            reports.append(Report(issues=[Issue("fatal", getattr(exc, "code", "structure") or "structure", "",
-                                                str(getattr(exc, "message", exc)), source="parse",
-                                                line=getattr(exc, "line", None), col=getattr(exc, "col", None))],
-                                  source=str(path)))  # fmt: skip
+            reports.append(
+                Report(
+                    issues=[
+                        Issue(
+                            "fatal",
+                            getattr(exc, "code", "structure") or "structure",
+                            "",
+                            str(getattr(exc, "message", exc)),
+                            source="parse",
+                            line=getattr(exc, "line", None),
+                            col=getattr(exc, "col", None),
+                        )
+                    ],
+                    source=str(path),
+                )
+            )
             continue
         except OSError as exc:
             unusable = True
-            reports.append(Report(issues=[Issue("fatal", "exception", "", f"cannot read the file: {exc.strerror or exc}",
-                                                source="parse")], source=str(path)))  # fmt: skip
+            reports.append(
+                Report(
+                    issues=[
+                        Issue(
+                            "fatal",
+                            "exception",
+                            "",
+                            f"cannot read the file: {exc.strerror or exc}",
+                            source="parse",
+                        )
+                    ],
+                    source=str(path),
+                )
+            )
             continue
         report = validator.validate(document, options)
         report.source = str(path)
         reports.append(report)
     progress.done()
 
-    colour = args.format == "text" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    colour = (
+        args.format == "text" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    )
     text = render(reports, args.format, colour=colour)
     if args.output:
         try:

@@ -58,10 +58,7 @@ def _counts(issues: Sequence[Issue]) -> tuple[int, int, int]:
 
 def _issue_line(issue: Issue, colour: bool) -> str:
     sev = issue.severity.upper()
-    if colour:
-        sev = f"{_COLOURS.get(issue.severity, '')}{sev:<11}{_RESET}"
-    else:
-        sev = f"{sev:<11}"
+    sev = f"{_COLOURS.get(issue.severity, '')}{sev:<11}{_RESET}" if colour else f"{sev:<11}"
     pos = f"[{issue.line}:{issue.col}] " if issue.line is not None else ""
     rule = f" [{issue.rule}]" if issue.rule else ""
     return f"  {sev} {pos}{issue.expression or '(document)'}{rule}\n              {issue.message}"
@@ -105,13 +102,15 @@ def render_junit(reports: Sequence[Report], *, suite: str = "becare validate") -
     ]
     for report in reports:
         name = report.source or "input"
-        out.append(f"    <testcase classname={quoteattr('becare.validate')} name={quoteattr(name)} time=\"0\">")
+        out.append(f'    <testcase classname={quoteattr("becare.validate")} name={quoteattr(name)} time="0">')
         issues = sort_issues(report.issues)
         errors = [i for i in issues if i.is_error]
         if errors:
             body = "\n".join(_plain(i) for i in errors)
             message = f"{len(errors)} error(s): {errors[0].message}"
-            out.append(f"      <failure message={quoteattr(message)} type=\"fhir-validation\">{escape(body)}</failure>")
+            out.append(
+                f'      <failure message={quoteattr(message)} type="fhir-validation">{escape(body)}</failure>'
+            )
         rest = [i for i in issues if not i.is_error]
         if rest:
             out.append(f"      <system-out>{escape(chr(10).join(_plain(i) for i in rest))}</system-out>")

@@ -54,21 +54,32 @@ class BindingChecker:
                 return True
         return False
 
-    def check(self, walker: Walker, value: Any, tcode: str, binding: dict[str, Any], expr: str, profile_mode: bool) -> None:
+    def check(
+        self, walker: Walker, value: Any, tcode: str, binding: dict[str, Any], expr: str, profile_mode: bool
+    ) -> None:
         strength = binding.get("strength")
         vs = binding.get("valueSet")
         if strength not in ("required", "extensible") or not vs:
             return
         codings = _codings(value, tcode)
         if not codings:
-            if tcode == "CodeableConcept" and strength == "required" and isinstance(value, dict) and value.get("text"):
+            if (
+                tcode == "CodeableConcept"
+                and strength == "required"
+                and isinstance(value, dict)
+                and value.get("text")
+            ):
                 walker.report(
-                    "warning", "code-invalid", expr,
+                    "warning",
+                    "code-invalid",
+                    expr,
                     f"No code provided, and a code should be provided from the value set '{vs}'",
                     source="terminology",
-                )  # fmt: skip
+                )
             return
-        results = [self.tx.validate_code(vs, system, code, display) for system, code, display in codings if code]
+        results = [
+            self.tx.validate_code(vs, system, code, display) for system, code, display in codings if code
+        ]
         if not results:
             return
         if any(r.status == "valid" for r in results):
@@ -79,16 +90,20 @@ class BindingChecker:
         if all(r.status == "unknown" for r in results):
             if strength == "required" and not profile_mode:
                 walker.report(
-                    "warning", "not-found", expr,
+                    "warning",
+                    "not-found",
+                    expr,
                     results[0].message or f"The code could not be validated against the value set '{vs}'",
                     source="terminology",
-                )  # fmt: skip
+                )
             return
         message = next((r.message for r in results if r.status == "invalid" and r.message), None)
         shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c, _ in codings)
         text = message or f"The value provided ({shown}) is not in the value set '{vs}'"
         if strength == "required":
-            walker.report("error", "code-invalid", expr, text, source="terminology", message_id="Terminology_TX_NoValid")
+            walker.report(
+                "error", "code-invalid", expr, text, source="terminology", message_id="Terminology_TX_NoValid"
+            )
         else:
             walker.report("warning", "code-invalid", expr, text, source="terminology")
 
@@ -100,6 +115,9 @@ class BindingChecker:
         known = self.tx.code_system_has(system, code)
         if known is False:
             walker.report(
-                "error", "code-invalid", f"{expr}.code",
-                f"Unknown code '{code}' in the CodeSystem '{system}'", source="terminology",
-            )  # fmt: skip
+                "error",
+                "code-invalid",
+                f"{expr}.code",
+                f"Unknown code '{code}' in the CodeSystem '{system}'",
+                source="terminology",
+            )

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from adapter.validation.walker import Walker
 
 _ABSOLUTE = re.compile(r"^(https?://\S+|urn:uuid:[0-9a-fA-F-]{36}|urn:oid:[0-2](\.(0|[1-9][0-9]*))+)$")
-_UUID_URN = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_URN = re.compile(
+    r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
 
@@ -31,26 +33,46 @@ def check_bundle(walker: Walker, bundle: dict[str, Any], expr: str, index: Bundl
         full_url = entry.full_url
         if full_url is not None:
             if not _ABSOLUTE.match(full_url):
-                walker.report("error", "invalid", f"{eexpr}.fullUrl",
-                              f"The fullUrl must be an absolute URL (not '{full_url}')", source="bundle")  # fmt: skip
+                walker.report(
+                    "error",
+                    "invalid",
+                    f"{eexpr}.fullUrl",
+                    f"The fullUrl must be an absolute URL (not '{full_url}')",
+                    source="bundle",
+                )
             elif full_url.startswith("urn:uuid:") and not _UUID_URN.match(full_url):
-                walker.report("error", "invalid", f"{eexpr}.fullUrl", f"Invalid UUID URN '{full_url}'", source="bundle")
+                walker.report(
+                    "error", "invalid", f"{eexpr}.fullUrl", f"Invalid UUID URN '{full_url}'", source="bundle"
+                )
             if full_url in seen_urls and not _versioned_history(btype):
-                walker.report("error", "invalid", f"{eexpr}.fullUrl",
-                              f"Duplicate fullUrl '{full_url}' (also at entry[{seen_urls[full_url]}])",
-                              source="bundle")  # fmt: skip
+                walker.report(
+                    "error",
+                    "invalid",
+                    f"{eexpr}.fullUrl",
+                    f"Duplicate fullUrl '{full_url}' (also at entry[{seen_urls[full_url]}])",
+                    source="bundle",
+                )
             seen_urls.setdefault(full_url, entry.index)
         res = entry.resource
         if res is not None and isinstance(res.get("id"), str) and isinstance(res.get("resourceType"), str):
             key = (res["resourceType"], res["id"])
             if full_url and not full_url.startswith("urn:") and not full_url.endswith(f"/{key[0]}/{key[1]}"):
-                walker.report("error", "invalid", f"{eexpr}.fullUrl",
-                              f"The fullUrl '{full_url}' does not match the resource id {key[0]}/{key[1]}",
-                              source="bundle")  # fmt: skip
+                walker.report(
+                    "error",
+                    "invalid",
+                    f"{eexpr}.fullUrl",
+                    f"The fullUrl '{full_url}' does not match the resource id {key[0]}/{key[1]}",
+                    source="bundle",
+                )
             if key in seen_ids and not _versioned_history(btype):
-                walker.report("error", "invalid", f"{eexpr}.resource",
-                              f"Duplicate resource {key[0]}/{key[1]} in the bundle (also at entry[{seen_ids[key]}])",
-                              source="bundle", message_id="BUNDLE_MULTIPLE_MATCHES")  # fmt: skip
+                walker.report(
+                    "error",
+                    "invalid",
+                    f"{eexpr}.resource",
+                    f"Duplicate resource {key[0]}/{key[1]} in the bundle (also at entry[{seen_ids[key]}])",
+                    source="bundle",
+                    message_id="BUNDLE_MULTIPLE_MATCHES",
+                )
             seen_ids.setdefault(key, entry.index)
         if btype in ("transaction", "batch") and isinstance(raw, dict):
             _check_request(walker, raw, eexpr)
@@ -72,21 +94,34 @@ def _check_request(walker: Walker, raw: dict[str, Any], eexpr: str) -> None:
     if isinstance(method, str) and method not in _METHODS:
         return  # the required binding reports it
     if method in ("PUT", "PATCH", "DELETE") and isinstance(url, str) and "?" not in url and "/" not in url:
-        walker.report("error", "invalid", f"{eexpr}.request.url",
-                      f"A {method} request URL must name a resource instance (Type/id), not '{url}'",
-                      source="bundle")  # fmt: skip
+        walker.report(
+            "error",
+            "invalid",
+            f"{eexpr}.request.url",
+            f"A {method} request URL must name a resource instance (Type/id), not '{url}'",
+            source="bundle",
+        )
     if method == "POST" and isinstance(url, str) and "/" in url.strip("/"):
-        walker.report("warning", "invalid", f"{eexpr}.request.url",
-                      f"A POST request URL should be the resource type, not an instance ('{url}')", source="bundle")  # fmt: skip
+        walker.report(
+            "warning",
+            "invalid",
+            f"{eexpr}.request.url",
+            f"A POST request URL should be the resource type, not an instance ('{url}')",
+            source="bundle",
+        )
     resource = raw.get("resource")
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         walker.report("error", "required", f"{eexpr}", f"A {method} entry needs a resource", source="bundle")
     if isinstance(resource, dict) and isinstance(url, str) and method in ("POST", "PUT"):
         rtype = url.split("?", 1)[0].strip("/").split("/", 1)[0]
         if rtype and rtype != resource.get("resourceType"):
-            walker.report("error", "invalid", f"{eexpr}.request.url",
-                          f"The request URL '{url}' does not match the resource type {resource.get('resourceType')}",
-                          source="bundle")  # fmt: skip
+            walker.report(
+                "error",
+                "invalid",
+                f"{eexpr}.request.url",
+                f"The request URL '{url}' does not match the resource type {resource.get('resourceType')}",
+                source="bundle",
+            )
 
 
 def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -105,7 +140,9 @@ def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
                         yield from iter_references(item, f"{path}.{key}[{i}]")
 
 
-def _check_references(walker: Walker, bundle: dict[str, Any], expr: str, index: BundleIndex, btype: Any) -> None:
+def _check_references(
+    walker: Walker, bundle: dict[str, Any], expr: str, index: BundleIndex, btype: Any
+) -> None:
     for entry in index:
         res = entry.resource
         if res is None:
@@ -117,11 +154,21 @@ def _check_references(walker: Walker, bundle: dict[str, Any], expr: str, index: 
             if index.resolve(ref, entry.full_url) is not None:
                 continue
             if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
-                walker.report("error", "not-found", rpath,
-                              f"Unable to resolve the reference '{ref}' inside the bundle", source="bundle")  # fmt: skip
+                walker.report(
+                    "error",
+                    "not-found",
+                    rpath,
+                    f"Unable to resolve the reference '{ref}' inside the bundle",
+                    source="bundle",
+                )
             elif btype == "document":
-                walker.report("warning", "not-found", rpath,
-                              f"Unable to resolve the reference '{ref}' inside the document bundle", source="bundle")  # fmt: skip
+                walker.report(
+                    "warning",
+                    "not-found",
+                    rpath,
+                    f"Unable to resolve the reference '{ref}' inside the document bundle",
+                    source="bundle",
+                )
 
 
 def _check_links(walker: Walker, bundle: dict[str, Any], expr: str) -> None:
@@ -131,8 +178,13 @@ def _check_links(walker: Walker, bundle: dict[str, Any], expr: str) -> None:
             continue
         rel = link.get("relation")
         if rel in ("self", "first", "previous", "next", "last") and rel in seen:
-            walker.report("error", "invalid", f"{expr}.link[{i}]",
-                          f"The link relationship type '{rel}' can only occur once", source="bundle")  # fmt: skip
+            walker.report(
+                "error",
+                "invalid",
+                f"{expr}.link[{i}]",
+                f"The link relationship type '{rel}' can only occur once",
+                source="bundle",
+            )
         if isinstance(rel, str):
             seen.add(rel)
 
@@ -156,5 +208,10 @@ def check_parameters(walker: Walker, parameters: dict[str, Any], expr: str) -> N
         for ref, rpath in iter_references(res, path):
             parts = ref.split("/")
             if len(parts) == 2 and parts[0] in carried and (parts[0], parts[1]) not in ids:
-                walker.report("error", "not-found", rpath,
-                              f"Unable to resolve resource with reference '{ref}'", source="bundle")  # fmt: skip
+                walker.report(
+                    "error",
+                    "not-found",
+                    rpath,
+                    f"Unable to resolve resource with reference '{ref}'",
+                    source="bundle",
+                )

@@ -17,14 +17,26 @@ if TYPE_CHECKING:
     from adapter.validation.walker import Walker
 
 _UCUM_FACTORS: dict[str, tuple[str, Decimal]] = {
-    "ug": ("g", Decimal("0.000001")), "mg": ("g", Decimal("0.001")), "g": ("g", Decimal(1)),
+    "ug": ("g", Decimal("0.000001")),
+    "mg": ("g", Decimal("0.001")),
+    "g": ("g", Decimal(1)),
     "kg": ("g", Decimal(1000)),
-    "ms": ("s", Decimal("0.001")), "s": ("s", Decimal(1)), "min": ("s", Decimal(60)), "h": ("s", Decimal(3600)),
-    "d": ("s", Decimal(86400)), "wk": ("s", Decimal(604800)), "mo": ("s", Decimal(2629746)),
+    "ms": ("s", Decimal("0.001")),
+    "s": ("s", Decimal(1)),
+    "min": ("s", Decimal(60)),
+    "h": ("s", Decimal(3600)),
+    "d": ("s", Decimal(86400)),
+    "wk": ("s", Decimal(604800)),
+    "mo": ("s", Decimal(2629746)),
     "a": ("s", Decimal(31556952)),
-    "mm": ("m", Decimal("0.001")), "cm": ("m", Decimal("0.01")), "m": ("m", Decimal(1)), "km": ("m", Decimal(1000)),
-    "mL": ("L", Decimal("0.001")), "dL": ("L", Decimal("0.1")), "L": ("L", Decimal(1)),
-}  # fmt: skip
+    "mm": ("m", Decimal("0.001")),
+    "cm": ("m", Decimal("0.01")),
+    "m": ("m", Decimal(1)),
+    "km": ("m", Decimal(1000)),
+    "mL": ("L", Decimal("0.001")),
+    "dL": ("L", Decimal("0.1")),
+    "L": ("L", Decimal(1)),
+}
 
 
 def _to_base(value: Any, unit: str | None) -> tuple[str, Decimal] | None:
@@ -59,7 +71,7 @@ def _quantity_compare(actual: dict[str, Any], limit: dict[str, Any]) -> int | No
 def _limit(rule: ElementRule, prefix: str) -> tuple[str, Any] | None:
     for key, value in rule.definition.items():
         if key.startswith(prefix) and len(key) > len(prefix):
-            return key[len(prefix):], value
+            return key[len(prefix) :], value
     return None
 
 
@@ -76,25 +88,52 @@ def check_limits(walker: Walker, value: Any, tcode: str, rule: ElementRule, expr
         if isinstance(value, str) and isinstance(lvalue, dict) and tcode in ("date", "dateTime", "instant"):
             bound = _relative_bound(lvalue, bad_sign)
             if bound is not None and (value[:10] > bound) - (value[:10] < bound) == bad_sign:
-                walker.report("error", "value", expr,
-                              f"The value in the instance ({value}) is {word} the specified {prefix} "
-                              f"({_show_quantity(lvalue)} from today, {bound})", source="profile")  # fmt: skip
+                walker.report(
+                    "error",
+                    "value",
+                    expr,
+                    f"The value in the instance ({value}) is {word} the specified {prefix} "
+                    f"({_show_quantity(lvalue)} from today, {bound})",
+                    source="profile",
+                )
         elif isinstance(value, dict) and isinstance(lvalue, dict):
             cmp = _quantity_compare(value, lvalue)
             if cmp == bad_sign:
-                walker.report("error", "value", expr,
-                              f"The value in the instance ({_show_quantity(value)}) is {word} the specified "
-                              f"{prefix} ({_show_quantity(lvalue)})", source="profile")  # fmt: skip
+                walker.report(
+                    "error",
+                    "value",
+                    expr,
+                    f"The value in the instance ({_show_quantity(value)}) is {word} the specified "
+                    f"{prefix} ({_show_quantity(lvalue)})",
+                    source="profile",
+                )
         elif isinstance(value, int | float | Decimal) and isinstance(lvalue, int | float | Decimal):
-            if (Decimal(str(value)) > Decimal(str(lvalue))) - (Decimal(str(value)) < Decimal(str(lvalue))) == bad_sign:
-                walker.report("error", "value", expr,
-                              f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
-                              source="profile")  # fmt: skip
-        elif isinstance(value, str) and isinstance(lvalue, str) and tcode in ("date", "dateTime", "instant", "time"):
-            if (value > lvalue) - (value < lvalue) == bad_sign and len(value) == len(lvalue):
-                walker.report("error", "value", expr,
-                              f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
-                              source="profile")  # fmt: skip
+            if (Decimal(str(value)) > Decimal(str(lvalue))) - (
+                Decimal(str(value)) < Decimal(str(lvalue))
+            ) == bad_sign:
+                walker.report(
+                    "error",
+                    "value",
+                    expr,
+                    f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
+                    source="profile",
+                )
+        elif (
+            (
+                isinstance(value, str)
+                and isinstance(lvalue, str)
+                and tcode in ("date", "dateTime", "instant", "time")
+            )
+            and (value > lvalue) - (value < lvalue) == bad_sign
+            and len(value) == len(lvalue)
+        ):
+            walker.report(
+                "error",
+                "value",
+                expr,
+                f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
+                source="profile",
+            )
 
 
 def _relative_bound(duration: dict[str, Any], direction: int) -> str | None:
@@ -121,5 +160,9 @@ def check_attachment(walker: Walker, value: dict[str, Any], expr: str) -> None:
     except (binascii.Error, ValueError):
         return  # the base64Binary check reports it
     if actual != size:
-        walker.report("error", "structure", expr,
-                      f"Stated Attachment Size {size} does not match actual attachment size {actual}")  # fmt: skip
+        walker.report(
+            "error",
+            "structure",
+            expr,
+            f"Stated Attachment Size {size} does not match actual attachment size {actual}",
+        )

@@ -20,7 +20,6 @@ from adapter.validation.references import BundleIndex
 from adapter.validation.structures import StructureIndex
 from adapter.validation.walker import ResourceContext, Walker
 
-_EXT_CORE = "http://hl7.org/fhir/StructureDefinition/"
 _BECARE = "https://becare.dev/fhir/"
 
 
@@ -73,8 +72,9 @@ class Validator:
             issues[:] = [_located(i, document) for i in issues]
         return Report(issues=issues, resource=resource, region=region, rulebook_version=version)
 
-    def validate_bytes(self, data: bytes | str, content_type: str | None = None,
-                       options: ValidationOptions | None = None) -> Report:  # fmt: skip
+    def validate_bytes(
+        self, data: bytes | str, content_type: str | None = None, options: ValidationOptions | None = None
+    ) -> Report:
         """Parse then validate; raises ``adapter.fhirio.ParseError`` when it cannot parse."""
         from adapter.fhirio import parse
 
@@ -83,7 +83,9 @@ class Validator:
         return self.validate(document, options)
 
     # ------------------------------------------------------------------ walker hooks
-    def before_resource(self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext) -> None:
+    def before_resource(
+        self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext
+    ) -> None:
         if resource.get("resourceType") == "Bundle":
             index = BundleIndex.build(resource)
             rc.bundle = index
@@ -91,7 +93,9 @@ class Validator:
         elif resource.get("resourceType") == "Parameters":
             bundle_rules.check_parameters(walker, resource, expr)
 
-    def after_resource(self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext) -> None:
+    def after_resource(
+        self, walker: Walker, resource: dict[str, Any], expr: str, rc: ResourceContext
+    ) -> None:
         return None
 
     def nested_context(self, value: dict[str, Any], path: str, rc: ResourceContext) -> ResourceContext:
@@ -108,7 +112,11 @@ class Validator:
             table: dict[str, list[str]] = {}
             for ig in self.store.all("ImplementationGuide"):
                 for g in ig.get("global") or ():
-                    if isinstance(g, dict) and isinstance(g.get("type"), str) and isinstance(g.get("profile"), str):
+                    if (
+                        isinstance(g, dict)
+                        and isinstance(g.get("type"), str)
+                        and isinstance(g.get("profile"), str)
+                    ):
                         table.setdefault(g["type"], []).append(g["profile"])
             self._globals = {k: tuple(v) for k, v in table.items()}
         return self._globals.get(rtype, ())
@@ -134,12 +142,23 @@ class Validator:
         # Our own namespace is fully known, so an unknown becare extension is a mistake; others
         # (HL7's extension pack, vendors') may simply not be loaded here.
         if url.startswith(_BECARE):
-            walker.report("error", "structure", expr, f"The extension {url} is unknown, and not allowed here",
-                          source="profile", message_id="Extension_EXT_Unknown_NotHere")  # fmt: skip
+            walker.report(
+                "error",
+                "structure",
+                expr,
+                f"The extension {url} is unknown, and not allowed here",
+                source="profile",
+                message_id="Extension_EXT_Unknown_NotHere",
+            )
         else:
-            walker.report("warning", "structure", expr,
-                          f"The extension {url} could not be found so is not checked", source="profile",
-                          message_id="Extension_EXT_Unknown")  # fmt: skip
+            walker.report(
+                "warning",
+                "structure",
+                expr,
+                f"The extension {url} could not be found so is not checked",
+                source="profile",
+                message_id="Extension_EXT_Unknown",
+            )
 
     def check_xhtml(self, walker: Walker, value: Any, expr: str) -> None:
         from adapter.fhirpath.xhtml import narrative_problems
@@ -165,8 +184,9 @@ class Validator:
             probe.walk(value, profile.root, profile, profile.type, "x", rc, profile_mode=True)
         return not any(i.is_error for i in probe.issues)
 
-    def check_target_profiles(self, walker: Walker, target: dict[str, Any], urls: list[str], expr: str,
-                              rc: ResourceContext) -> None:  # fmt: skip
+    def check_target_profiles(
+        self, walker: Walker, target: dict[str, Any], urls: list[str], expr: str, rc: ResourceContext
+    ) -> None:
         """A resolved target must conform to one of the target profiles for its type; a base
         type among them (e.g. plain RelatedPerson) accepts any instance of that type."""
         rtype = target.get("resourceType")
@@ -174,8 +194,13 @@ class Validator:
         for url in urls:
             compiled = self.structures.get(url)
             if compiled is None:
-                walker.report("error", "not-found", expr, f"Unable to resolve the profile reference '{url}'",
-                              source="profile")  # fmt: skip
+                walker.report(
+                    "error",
+                    "not-found",
+                    expr,
+                    f"Unable to resolve the profile reference '{url}'",
+                    source="profile",
+                )
                 continue
             if compiled.type != rtype and compiled.type != "Resource":
                 continue
@@ -189,9 +214,13 @@ class Validator:
             return
         if any(self.conforms(target, u, rc) for u in profiles):
             return
-        walker.report("error", "structure", f"{expr}.reference",
-                      f"The referenced {rtype} does not conform to {' or '.join(profiles)}",
-                      source="profile")  # fmt: skip
+        walker.report(
+            "error",
+            "structure",
+            f"{expr}.reference",
+            f"The referenced {rtype} does not conform to {' or '.join(profiles)}",
+            source="profile",
+        )
 
     # ------------------------------------------------------------------ rulebook
     def _rulebook(self, resource: dict[str, Any], options: ValidationOptions) -> Any:

@@ -50,12 +50,15 @@ def _per_1(node: Any) -> bool | None:
 # return None to fall back to FHIRPath. Keyed by (key, exact R4 expression) so a profile that
 # reuses a key with another expression is still evaluated in full.
 _GUARDS: dict[tuple[str, str], Callable[[Any], bool | None]] = {
-    ("ref-1", "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
-              "%rootResource.contained.id.trace('ids'))"): _ref_1,
+    (
+        "ref-1",
+        "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
+        "%rootResource.contained.id.trace('ids'))",
+    ): _ref_1,
     ("bdl-5", "resource.exists() or request.exists() or response.exists()"): _bdl_5,
     ("bdl-8", "fullUrl.contains('/_history/').not()"): _bdl_8,
     ("per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)"): _per_1,
-}  # fmt: skip
+}
 
 
 def _severity(constraint: dict[str, Any]) -> str:
@@ -110,17 +113,24 @@ class InvariantChecker:
                 ok = _truthy(result)
         except Exception as exc:  # an expression the engine cannot run must not pass silently
             walker.report(
-                "warning", "invariant", expr,
+                "warning",
+                "invariant",
+                expr,
                 f"Constraint {key} could not be evaluated: {type(exc).__name__}: {str(exc)[:200]}",
-                source="invariant", message_id=key,
-            )  # fmt: skip
+                source="invariant",
+                message_id=key,
+            )
             return
         if not ok:
             human = constraint.get("human") or expression
             walker.report(
-                _severity(constraint), "invariant", expr, f"Constraint failed: {key}: '{human}'",
-                source="invariant", message_id=key,
-            )  # fmt: skip
+                _severity(constraint),
+                "invariant",
+                expr,
+                f"Constraint failed: {key}: '{human}'",
+                source="invariant",
+                message_id=key,
+            )
 
 
 def _truthy(result: Any) -> bool:

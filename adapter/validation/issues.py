@@ -130,7 +130,5 @@ def operation_outcome(
     if ordered:
         oo["issue"] = [issue_to_fhir(i) for i in ordered]
     else:
-        oo["issue"] = [
-            {"severity": "information", "code": "informational", "details": {"text": "All OK"}}
-        ]
+        oo["issue"] = [{"severity": "information", "code": "informational", "details": {"text": "All OK"}}]
     return oo

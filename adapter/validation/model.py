@@ -29,11 +29,28 @@ _SYSTEM_TYPES = {
 
 PRIMITIVE_TYPES = frozenset(
     {
-        "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id", "instant",
-        "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url",
-        "uuid", "xhtml",
+        "base64Binary",
+        "boolean",
+        "canonical",
+        "code",
+        "date",
+        "dateTime",
+        "decimal",
+        "id",
+        "instant",
+        "integer",
+        "markdown",
+        "oid",
+        "positiveInt",
+        "string",
+        "time",
+        "unsignedInt",
+        "uri",
+        "url",
+        "uuid",
+        "xhtml",
     }
-)  # fmt: skip
+)
 
 
 def type_code(type_entry: dict[str, Any]) -> str:
@@ -213,15 +230,21 @@ def compile_structure(sd: dict[str, Any]) -> CompiledStructure:
         parent.children[name] = rule
     assert root is not None
     return CompiledStructure(
-        url=sd.get("url", ""), type=sd.get("type", root.path), kind=sd.get("kind", ""), root=root,
-        by_id=by_id, sd=sd,
+        url=sd.get("url", ""),
+        type=sd.get("type", root.path),
+        kind=sd.get("kind", ""),
+        root=root,
+        by_id=by_id,
+        sd=sd,
     )
 
 
 ResolveType = Callable[[str], "CompiledStructure | None"]
 
 
-def json_children(rule: ElementRule, structure: CompiledStructure) -> dict[str, tuple[ElementRule, str | None]]:
+def json_children(
+    rule: ElementRule, structure: CompiledStructure
+) -> dict[str, tuple[ElementRule, str | None]]:
     """Map each JSON property name allowed under ``rule`` to (child rule, chosen type).
 
     Choice elements expand to one key per type (``valueQuantity``); a contentReference

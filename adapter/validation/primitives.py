@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from adapter.validation.model import REGEX_EXT, type_code
+from adapter.validation.model import REGEX_EXT
 
 _INT_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
 _STRING_MAX = 1024 * 1024
@@ -31,24 +32,26 @@ def regex_table(primitive_sds: Iterable[dict[str, Any]]) -> dict[str, re.Pattern
             for t in el.get("type", ()):
                 for ext in t.get("extension", ()):
                     if ext.get("url") == REGEX_EXT and ext.get("valueString"):
-                        try:
+                        with contextlib.suppress(re.error):
                             table[sd["type"]] = re.compile(ext["valueString"])
-                        except re.error:
-                            pass
-                _ = type_code(t)
     return table
 
 
 def check_primitive(value: Any, ftype: str, regexes: dict[str, re.Pattern[str]]) -> str | None:
     """Return why ``value`` is not a valid ``ftype``, or None."""
     if ftype == "boolean":
-        return None if isinstance(value, bool) else f"Error parsing JSON: the primitive value must be a boolean, not {_kind(value)}"
+        return (
+            None
+            if isinstance(value, bool)
+            else f"Error parsing JSON: the primitive value must be a boolean, not {describe_kind(value)}"
+        )
     if ftype in _INT_TYPES:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, Decimal | float) and value == int(value) and ftype == "integer":
-                pass
-            else:
-                return f"Error parsing JSON: the primitive value must be a number (integer), not {_kind(value)}"
+        whole = isinstance(value, Decimal | float) and ftype == "integer" and value == int(value)
+        if (isinstance(value, bool) or not isinstance(value, int)) and not whole:
+            return (
+                "Error parsing JSON: the primitive value must be a number (integer), "
+                f"not {describe_kind(value)}"
+            )
         ivalue = int(value)
         if not INT32_MIN <= ivalue <= INT32_MAX:
             return f"The value '{value}' is outside the range of a 32-bit integer"
@@ -59,10 +62,10 @@ def check_primitive(value: Any, ftype: str, regexes: dict[str, re.Pattern[str]])
         return None
     if ftype == "decimal":
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            return f"Error parsing JSON: the primitive value must be a number, not {_kind(value)}"
+            return f"Error parsing JSON: the primitive value must be a number, not {describe_kind(value)}"
         return None
     if not isinstance(value, str):
-        return f"Error parsing JSON: the primitive value must be a string, not {_kind(value)}"
+        return f"Error parsing JSON: the primitive value must be a string, not {describe_kind(value)}"
     if value == "":
         return "@value cannot be empty"
     if ftype == "xhtml":
@@ -102,13 +105,8 @@ def _check_date_ranges(value: str) -> str | None:
     return None
 
 
-def string_whitespace_warning(value: str) -> str | None:
-    if value and (value[0].isspace() or value[-1].isspace()) and value.strip():
-        return "value should not start or finish with whitespace"
-    return None
-
-
-def _kind(value: Any) -> str:
+def describe_kind(value: Any) -> str:
+    """'a string', 'an array', ...: how messages name a JSON value's kind."""
     if value is None:
         return "null"
     if isinstance(value, bool):

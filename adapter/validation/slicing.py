@@ -18,17 +18,20 @@ from adapter.validation.model import CompiledStructure, ElementRule
 if TYPE_CHECKING:
     from adapter.validation.walker import ResourceContext, Walker
 
-_SEGMENT = re.compile(r"extension\('([^']*)'\)|ofType\(([A-Za-z]+)\)|resolve\(\)|\$this|[A-Za-z][A-Za-z0-9_]*(?:\[x\])?")
+_SEGMENT = re.compile(
+    r"extension\('([^']*)'\)|ofType\(([A-Za-z]+)\)|resolve\(\)|\$this|[A-Za-z][A-Za-z0-9_]*(?:\[x\])?"
+)
 
 
 def _segments(path: str) -> list[str]:
     return [m.group(0) for m in _SEGMENT.finditer(path or "$this")]
 
 
-def slice_element(walker: Walker, rule: ElementRule, structure: CompiledStructure, path: str) -> ElementRule | None:
+def slice_element(
+    walker: Walker, rule: ElementRule, structure: CompiledStructure, path: str
+) -> ElementRule | None:
     """The element definition reached from a slice by a discriminator path."""
     current: ElementRule | None = rule
-    struct = structure
     for seg in _segments(path):
         if current is None:
             return None
@@ -40,7 +43,6 @@ def slice_element(walker: Walker, rule: ElementRule, structure: CompiledStructur
             dt = walker.index.get(_profile_or_type(current))
             if dt is None:
                 return None
-            struct = dt
             children = dt.root.children
         if m:
             ext = children.get("extension")
@@ -52,7 +54,6 @@ def slice_element(walker: Walker, rule: ElementRule, structure: CompiledStructur
             )
             continue
         current = children.get(seg) or children.get(seg + "[x]")
-    _ = struct
     return current
 
 
@@ -61,7 +62,9 @@ def _profile_or_type(rule: ElementRule) -> str:
     return t.profiles[0] if t.profiles else t.code
 
 
-def instance_values(walker: Walker, item: Any, path: str, rc: ResourceContext) -> list[tuple[Any, str | None]]:
+def instance_values(
+    walker: Walker, item: Any, path: str, rc: ResourceContext
+) -> list[tuple[Any, str | None]]:
     """Values reached from ``item`` by a discriminator path, with their type when known."""
     values: list[tuple[Any, str | None]] = [(item, None)]
     for seg in _segments(path):
@@ -101,19 +104,50 @@ def instance_values(walker: Walker, item: Any, path: str, rc: ResourceContext) -
 
 _UPPER_TYPES = frozenset(
     {
-        "Address", "Age", "Annotation", "Attachment", "CodeableConcept", "Coding", "ContactPoint", "Count",
-        "Distance", "Duration", "HumanName", "Identifier", "Money", "Period", "Quantity", "Range", "Ratio",
-        "Reference", "SampledData", "Signature", "Timing", "ContactDetail", "Contributor", "DataRequirement",
-        "Expression", "ParameterDefinition", "RelatedArtifact", "TriggerDefinition", "UsageContext", "Dosage",
+        "Address",
+        "Age",
+        "Annotation",
+        "Attachment",
+        "CodeableConcept",
+        "Coding",
+        "ContactPoint",
+        "Count",
+        "Distance",
+        "Duration",
+        "HumanName",
+        "Identifier",
+        "Money",
+        "Period",
+        "Quantity",
+        "Range",
+        "Ratio",
+        "Reference",
+        "SampledData",
+        "Signature",
+        "Timing",
+        "ContactDetail",
+        "Contributor",
+        "DataRequirement",
+        "Expression",
+        "ParameterDefinition",
+        "RelatedArtifact",
+        "TriggerDefinition",
+        "UsageContext",
+        "Dosage",
         "Meta",
     }
-)  # fmt: skip
+)
 
 
 def _matches(
-    walker: Walker, slice_rule: ElementRule, structure: CompiledStructure, discriminators: list[dict[str, Any]],
-    item: Any, item_type: str | None, rc: ResourceContext,
-) -> bool:  # fmt: skip
+    walker: Walker,
+    slice_rule: ElementRule,
+    structure: CompiledStructure,
+    discriminators: list[dict[str, Any]],
+    item: Any,
+    item_type: str | None,
+    rc: ResourceContext,
+) -> bool:
     if not discriminators:
         return _conforms(walker, item, slice_rule, structure, item_type, rc)
     for disc in discriminators:
@@ -130,7 +164,9 @@ def _matches(
                     expected = ("Uri", profiles[0])
             if expected is not None:
                 if not any(
-                    fixed_matches(v, expected[1]) if elem is not None and elem.fixed else pattern_matches(v, expected[1])
+                    fixed_matches(v, expected[1])
+                    if elem is not None and elem.fixed
+                    else pattern_matches(v, expected[1])
                     for v, _t in values
                 ):
                     return False
@@ -174,7 +210,12 @@ def _matches(
 
 
 def _conforms(
-    walker: Walker, item: Any, rule: ElementRule, structure: CompiledStructure, item_type: str | None, rc: ResourceContext
+    walker: Walker,
+    item: Any,
+    rule: ElementRule,
+    structure: CompiledStructure,
+    item_type: str | None,
+    rc: ResourceContext,
 ) -> bool:
     probe = walker.engine.probe_walker()
     probe.walk(item, rule, structure, item_type, "x", rc, profile_mode=True)
@@ -209,25 +250,41 @@ def assign(
             counts[id(chosen)] = counts.get(id(chosen), 0) + 1
             pos = rule.slices.index(chosen)
             if slicing.get("ordered") and pos < last_index:
-                walker.report("error", "structure", f"{expr}.{key}",
-                              f"As specified by profile, {rule.path} is out of order (slice {chosen.slice_name})",
-                              source="profile")  # fmt: skip
+                walker.report(
+                    "error",
+                    "structure",
+                    f"{expr}.{key}",
+                    f"As specified by profile, {rule.path} is out of order (slice {chosen.slice_name})",
+                    source="profile",
+                )
             last_index = max(last_index, pos)
-        elif not placeholder and rule.slices:
-            if rules_kind == "closed":
-                walker.report("error", "structure", f"{expr}.{key}",
-                              f"This element does not match any known slice defined in the profile and slicing is CLOSED ({rule.path})",
-                              source="profile")  # fmt: skip
-            elif rules_kind == "openAtEnd" and last_index >= 0 and any(o is not None for o in out[:-1]):
-                pass
+        elif not placeholder and rule.slices and rules_kind == "closed":
+            walker.report(
+                "error",
+                "structure",
+                f"{expr}.{key}",
+                "This element does not match any known slice defined in the profile and slicing is "
+                f"CLOSED ({rule.path})",
+                source="profile",
+            )
     for s in rule.slices:
         n = counts.get(id(s), 0)
         if n < s.min:
-            walker.report("error", "required", f"{expr}.{rule.name.replace('[x]', '')}",
-                          f"Slice '{rule.path}:{s.slice_name}': a matching slice is required, but not found "
-                          f"(minimum required = {s.min}, found {n})", source="profile")  # fmt: skip
+            walker.report(
+                "error",
+                "required",
+                f"{expr}.{rule.name.replace('[x]', '')}",
+                f"Slice '{rule.path}:{s.slice_name}': a matching slice is required, but not found "
+                f"(minimum required = {s.min}, found {n})",
+                source="profile",
+            )
         if n > s.max:
-            walker.report("error", "structure", f"{expr}.{rule.name.replace('[x]', '')}",
-                          f"Slice '{rule.path}:{s.slice_name}': max allowed = "
-                          f"{'*' if math.isinf(s.max) else int(s.max)}, but found {n}", source="profile")  # fmt: skip
+            walker.report(
+                "error",
+                "structure",
+                f"{expr}.{rule.name.replace('[x]', '')}",
+                f"Slice '{rule.path}:{s.slice_name}': max allowed = "
+                f"{'*' if math.isinf(s.max) else int(s.max)}, but found {n}",
+                source="profile",
+            )
     return out

@@ -53,10 +53,26 @@ class StructureIndex:
         if self._regexes is None:
             sds = []
             for name in (
-                "base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id",
-                "instant", "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt",
-                "uri", "url", "uuid",
-            ):  # fmt: skip
+                "base64Binary",
+                "boolean",
+                "canonical",
+                "code",
+                "date",
+                "dateTime",
+                "decimal",
+                "id",
+                "instant",
+                "integer",
+                "markdown",
+                "oid",
+                "positiveInt",
+                "string",
+                "time",
+                "unsignedInt",
+                "uri",
+                "url",
+                "uuid",
+            ):
                 sd = self.store.structure_definition(SD_BASE + name)
                 if sd is not None:
                     sds.append(sd)

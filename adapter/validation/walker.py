@@ -10,7 +10,6 @@ are skipped, so a profile costs only what it adds.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +25,14 @@ from adapter.validation.model import (
     json_children,
 )
 from adapter.validation.primitives import check_primitive
-from adapter.validation.references import BundleIndex, contained_by_id, is_valid_reference_format, reference_type
+from adapter.validation.primitives import describe_kind as _kind
+from adapter.validation.references import (
+    BundleIndex,
+    contained_by_id,
+    is_valid_reference_format,
+    reference_type,
+)
 
-_NON_DATATYPE = frozenset({"BackboneElement", "Element", ""})
-_EXTENSION_SD = "http://hl7.org/fhir/StructureDefinition/Extension"
-_BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
 # Invariants checked structurally (empty elements, extension value xor children) or by the
 # bundle checker; evaluating them in FHIRPath again would only duplicate the messages.
 _STRUCTURAL = frozenset({"ele-1", "ext-1"})
@@ -71,7 +73,13 @@ class Walker:
 
     # ------------------------------------------------------------------ reporting
     def report(
-        self, severity: str, code: str, expr: str, message: str, source: str = "structure", message_id: str | None = None
+        self,
+        severity: str,
+        code: str,
+        expr: str,
+        message: str,
+        source: str = "structure",
+        message_id: str | None = None,
     ) -> None:
         self.issues.append(Issue(severity, code, expr, message, source=source, message_id=message_id))  # type: ignore[arg-type]
 
@@ -94,7 +102,9 @@ class Walker:
             return
         base = self.index.get(rtype) if self.index.is_resource_type(rtype) else None
         if base is None:
-            self.report("error", "structure", expr, f"Unknown resource type '{rtype}'", message_id="UNKNOWN_TYPE")
+            self.report(
+                "error", "structure", expr, f"Unknown resource type '{rtype}'", message_id="UNKNOWN_TYPE"
+            )
             return
         if expected_types and rtype not in expected_types and "Resource" not in expected_types:
             self.report("error", "structure", expr, f"The resource type '{rtype}' is not allowed here")
@@ -113,31 +123,54 @@ class Walker:
         self.engine.after_resource(self, resource, expr, rc)
 
     def apply_profile(
-        self, resource: dict[str, Any], url: str, where: str, expr: str, rc: ResourceContext, *, declared: bool
+        self,
+        resource: dict[str, Any],
+        url: str,
+        where: str,
+        expr: str,
+        rc: ResourceContext,
+        *,
+        declared: bool,
     ) -> None:
         profile = self.index.get(url.split("|", 1)[0])
         if profile is None and url.split("|", 1)[0] in self.index.broken:
-            self.report("error", "invalid", where,
-                        f"Profile '{url}' cannot be used: {self.index.broken[url.split('|', 1)[0]]}", source="profile")  # fmt: skip
+            self.report(
+                "error",
+                "invalid",
+                where,
+                f"Profile '{url}' cannot be used: {self.index.broken[url.split('|', 1)[0]]}",
+                source="profile",
+            )
             return
         if profile is None:
             if declared:
                 self.report(
-                    "warning", "not-supported", where,
-                    f"Profile reference '{url}' has not been checked because it is unknown", source="profile",
+                    "warning",
+                    "not-supported",
+                    where,
+                    f"Profile reference '{url}' has not been checked because it is unknown",
+                    source="profile",
                     message_id="VALIDATION_VAL_PROFILE_UNKNOWN",
-                )  # fmt: skip
+                )
             else:
-                self.report("error", "not-found", expr, f"Unable to find the profile '{url}'", source="profile")
+                self.report(
+                    "error", "not-found", expr, f"Unable to find the profile '{url}'", source="profile"
+                )
             return
         if profile.type != resource.get("resourceType"):
             self.report(
-                "error", "structure", where,
+                "error",
+                "structure",
+                where,
                 f"The profile '{url}' is for {profile.type} resources, not {resource.get('resourceType')}",
                 source="profile",
-            )  # fmt: skip
+            )
             return
-        if profile.kind == "resource" and profile.url.startswith("http://hl7.org/fhir/StructureDefinition/") and not profile.is_profile:
+        if (
+            profile.kind == "resource"
+            and profile.url.startswith("http://hl7.org/fhir/StructureDefinition/")
+            and not profile.is_profile
+        ):
             return  # the base definition: already walked
         self.walk(resource, profile.root, profile, profile.type, expr, rc, profile_mode=True)
 
@@ -164,14 +197,20 @@ class Walker:
                 tcode = structure.type
         if rule.fixed is not None and not fixed_matches(value, rule.fixed[1]):
             self.report(
-                "error", "value", expr,
-                f"Value is {_show(value)} but must be {_show(rule.fixed[1])} (fixed value)", source="profile",
-            )  # fmt: skip
+                "error",
+                "value",
+                expr,
+                f"Value is {_show(value)} but must be {_show(rule.fixed[1])} (fixed value)",
+                source="profile",
+            )
         if rule.pattern is not None and not pattern_matches(value, rule.pattern[1]):
             self.report(
-                "error", "value", expr,
-                f"The value does not match the required pattern {_show(rule.pattern[1])}", source="profile",
-            )  # fmt: skip
+                "error",
+                "value",
+                expr,
+                f"The value does not match the required pattern {_show(rule.pattern[1])}",
+                source="profile",
+            )
         if tcode in PRIMITIVE_TYPES:
             if not profile_mode:
                 if rule.id.count(".") == 1 and rule.name == "id" and structure.kind == "resource":
@@ -182,9 +221,12 @@ class Walker:
                     return
             if rule.max_length and isinstance(value, str) and len(value) > rule.max_length:
                 self.report(
-                    "error", "too-long", expr,
-                    f"The value is longer ({len(value)}) than the maximum length {rule.max_length}", source="profile",
-                )  # fmt: skip
+                    "error",
+                    "too-long",
+                    expr,
+                    f"The value is longer ({len(value)}) than the maximum length {rule.max_length}",
+                    source="profile",
+                )
             if rule.binding:
                 self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
             if rule.has_limits:
@@ -194,9 +236,11 @@ class Walker:
             return
         if not isinstance(value, dict):
             if not profile_mode:
-                self.report("error", "structure", expr, f"This property must be an object, not {_kind(value)}")
+                self.report(
+                    "error", "structure", expr, f"This property must be an object, not {_kind(value)}"
+                )
             return
-        if rule.types and tcode in ("Resource", "DomainResource") or (
+        if (rule.types and tcode in ("Resource", "DomainResource")) or (
             rule is not structure.root and self.index.is_resource_type(tcode)
         ):
             nested = self.engine.nested_context(value, rule.path, rc)
@@ -207,7 +251,13 @@ class Walker:
                 self._nested_type_profiles(value, rule, expr, nested)
             return
         if not value and not profile_mode:
-            self.report("error", "structure", expr, "Object must have some content", message_id="Object_must_have_some_content")
+            self.report(
+                "error",
+                "structure",
+                expr,
+                "Object must have some content",
+                message_id="Object_must_have_some_content",
+            )
             return
 
         if tcode == "Extension" and not profile_mode and _is_absolute(value.get("url")):
@@ -286,38 +336,72 @@ class Walker:
                         self._primitive_companion(value, key, cmap[base_key], expr, rc)
                     continue
                 if not profile_mode:
-                    self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'",
-                                message_id="Unrecognised_property")  # fmt: skip
+                    self.report(
+                        "error",
+                        "structure",
+                        f"{expr}.{key}",
+                        f"Unrecognized property '{key}'",
+                        message_id="Unrecognised_property",
+                    )
                 continue
             if key == "resourceType" and is_resource_root:
                 continue
             entry = cmap.get(key)
             if entry is None:
                 if not profile_mode:
-                    self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'",
-                                message_id="Unrecognised_property")  # fmt: skip
+                    self.report(
+                        "error",
+                        "structure",
+                        f"{expr}.{key}",
+                        f"Unrecognized property '{key}'",
+                        message_id="Unrecognised_property",
+                    )
                 continue
             present.setdefault(id(entry[0]), (entry[0], []))[1].append((key, entry[1]))
 
         for child, keys in present.values():
             if len(keys) > 1 and child.is_choice:
-                self.report("error", "structure", f"{expr}.{keys[1][0]}",
-                            f"Only one of the choices of {child.name} may be present")  # fmt: skip
+                self.report(
+                    "error",
+                    "structure",
+                    f"{expr}.{keys[1][0]}",
+                    f"Only one of the choices of {child.name} may be present",
+                )
             items: list[tuple[Any, str, str | None, bool]] = []  # (item, key, type, is_null_placeholder)
             for key, ctype in keys:
                 raw = value.get(key)
                 companion = value.get("_" + key)
                 if isinstance(raw, list):
                     if child.max <= 1 and not profile_mode:
-                        self.report("error", "structure", f"{expr}.{key}",
-                                    f"This property must be a single value, not an array (max = {_fmt_max(child.max)})")  # fmt: skip
+                        self.report(
+                            "error",
+                            "structure",
+                            f"{expr}.{key}",
+                            "This property must be a single value, not an array "
+                            f"(max = {_fmt_max(child.max)})",
+                        )
                     if not raw and not profile_mode:
-                        self.report("error", "structure", f"{expr}.{key}", "Array cannot be empty - the property should not be present if it has no values")  # fmt: skip
+                        self.report(
+                            "error",
+                            "structure",
+                            f"{expr}.{key}",
+                            "Array cannot be empty - the property should not be present if it has no values",
+                        )
                     for j, item in enumerate(raw):
                         if item is None:
-                            ok = isinstance(companion, list) and j < len(companion) and companion[j] is not None
+                            ok = (
+                                isinstance(companion, list)
+                                and j < len(companion)
+                                and companion[j] is not None
+                            )
                             if not ok and not profile_mode:
-                                self.report("error", "structure", f"{expr}.{key}[{j}]", "Null values are not allowed in arrays unless the primitive has an extension or id")  # fmt: skip
+                                self.report(
+                                    "error",
+                                    "structure",
+                                    f"{expr}.{key}[{j}]",
+                                    "Null values are not allowed in arrays unless the primitive has an "
+                                    "extension or id",
+                                )
                             items.append((None, f"{key}[{j}]", ctype, True))
                         else:
                             items.append((item, f"{key}[{j}]", ctype, False))
@@ -328,18 +412,31 @@ class Walker:
                     items.append((None, key if child.max <= 1 else f"{key}[0]", ctype, True))
                 else:
                     if child.max > 1 and not profile_mode:
-                        self.report("error", "structure", f"{expr}.{key}",
-                                    f"This property must be an array, not a single value (max = {_fmt_max(child.max)})")  # fmt: skip
+                        self.report(
+                            "error",
+                            "structure",
+                            f"{expr}.{key}",
+                            "This property must be an array, not a single value "
+                            f"(max = {_fmt_max(child.max)})",
+                        )
                     items.append((raw, key if child.max <= 1 else f"{key}[0]", ctype, False))
             count = len(items)
             if count < child.min:
-                self.report("error", "required", f"{expr}.{keys[0][0]}",
-                            f"{child.path}: minimum required = {child.min}, but only found {count}",
-                            source="profile" if profile_mode else "structure")  # fmt: skip
+                self.report(
+                    "error",
+                    "required",
+                    f"{expr}.{keys[0][0]}",
+                    f"{child.path}: minimum required = {child.min}, but only found {count}",
+                    source="profile" if profile_mode else "structure",
+                )
             if count > child.max:
-                self.report("error", "structure", f"{expr}.{keys[0][0]}",
-                            f"{child.path}: max allowed = {_fmt_max(child.max)}, but found {count}",
-                            source="profile" if profile_mode else "structure")  # fmt: skip
+                self.report(
+                    "error",
+                    "structure",
+                    f"{expr}.{keys[0][0]}",
+                    f"{child.path}: max allowed = {_fmt_max(child.max)}, but found {count}",
+                    source="profile" if profile_mode else "structure",
+                )
             slice_of: list[ElementRule | None] = [None] * count
             if child.slices or child.slicing:
                 slice_of = slicing.assign(self, child, cstruct, items, expr, rc, profile_mode)
@@ -347,20 +444,28 @@ class Walker:
                 if placeholder:
                     continue
                 iexpr = f"{expr}.{key}"
-                ctype = ctype or _guess_type(child, item)
+                ctype = ctype or _single_type(child)
                 self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
                 if slice_rule is not None:
                     self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
 
-        for name, (child, _ctype) in _required(cmap):
+        for child in _required(cmap):
             if id(child) not in present:
-                self.report("error", "required", f"{expr}",
-                            f"{child.path}: minimum required = {child.min}, but only found 0",
-                            source="profile" if profile_mode else "structure")  # fmt: skip
-                _ = name
+                self.report(
+                    "error",
+                    "required",
+                    f"{expr}",
+                    f"{child.path}: minimum required = {child.min}, but only found 0",
+                    source="profile" if profile_mode else "structure",
+                )
 
     def _primitive_companion(
-        self, value: dict[str, Any], key: str, entry: tuple[ElementRule, str | None], expr: str, rc: ResourceContext
+        self,
+        value: dict[str, Any],
+        key: str,
+        entry: tuple[ElementRule, str | None],
+        expr: str,
+        rc: ResourceContext,
     ) -> None:
         """``_name`` carries the id and extensions of a primitive; check it as an Element."""
         child, ctype = entry
@@ -374,14 +479,25 @@ class Walker:
             return
         cmap = {k: v for k, v in json_children(element_sd.root, element_sd).items() if k != "value"}
         items = companion if isinstance(companion, list) else [companion]
-        if isinstance(companion, list) and isinstance(value.get(key[1:]), list) and len(companion) != len(value[key[1:]]):
-            self.report("error", "structure", f"{expr}.{key}", "The arrays of values and their extensions must have the same length")
+        if (
+            isinstance(companion, list)
+            and isinstance(value.get(key[1:]), list)
+            and len(companion) != len(value[key[1:]])
+        ):
+            self.report(
+                "error",
+                "structure",
+                f"{expr}.{key}",
+                "The arrays of values and their extensions must have the same length",
+            )
         for j, item in enumerate(items):
             if item is None:
                 continue
             iexpr = f"{expr}.{key}[{j}]" if isinstance(companion, list) else f"{expr}.{key}"
             if not isinstance(item, dict):
-                self.report("error", "structure", iexpr, f"This property must be an object, not {_kind(item)}")
+                self.report(
+                    "error", "structure", iexpr, f"This property must be an object, not {_kind(item)}"
+                )
                 continue
             self._children(item, cmap, element_sd.root, element_sd, iexpr, rc, False)
 
@@ -405,7 +521,9 @@ class Walker:
             self.engine.invariants.check(self, value, rule, tcode, constraint, expr, rc)
 
     # ------------------------------------------------------------------ references
-    def _reference(self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext, profile_mode: bool) -> None:
+    def _reference(
+        self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext, profile_mode: bool
+    ) -> None:
         ref = value.get("reference")
         if not isinstance(ref, str):
             return
@@ -425,13 +543,18 @@ class Walker:
                 self.engine.check_target_profiles(self, target, targets, expr, rc)
             return
         self.report(
-            "error", "structure", f"{expr}.reference",
-            f"The type '{target_type}' implied by the reference '{ref}' is not valid for the target of this element "
+            "error",
+            "structure",
+            f"{expr}.reference",
+            f"The type '{target_type}' implied by the reference '{ref}' is not valid for the target "
+            "of this element "
             f"(must be one of {', '.join(sorted(a for a in allowed if a))})",
             source="profile" if profile_mode else "structure",
-        )  # fmt: skip
+        )
 
-    def _nested_type_profiles(self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext) -> None:
+    def _nested_type_profiles(
+        self, value: dict[str, Any], rule: ElementRule, expr: str, rc: ResourceContext
+    ) -> None:
         """A profile may require a nested resource (Bundle.entry.resource, a parameter, a
         contained resource) to conform to a profile of its own; several listed profiles are
         alternatives: conforming to one is enough."""
@@ -447,8 +570,13 @@ class Walker:
         if not candidates:
             unresolved = [u for u in urls if self.index.get(u) is None]
             if unresolved:
-                self.report("error", "not-found", expr, f"Unable to resolve the profile reference '{unresolved[0]}'",
-                            source="profile")  # fmt: skip
+                self.report(
+                    "error",
+                    "not-found",
+                    expr,
+                    f"Unable to resolve the profile reference '{unresolved[0]}'",
+                    source="profile",
+                )
             return
         attempts: list[list[Issue]] = []
         for prof in candidates:
@@ -461,8 +589,13 @@ class Walker:
         broken = [u for u in urls if u in self.index.broken]
         if broken:
             # an alternative we cannot evaluate might be the one it conforms to
-            self.report("warning", "not-supported", expr,
-                        f"Not checked against '{broken[0]}': {self.index.broken[broken[0]]}", source="profile")  # fmt: skip
+            self.report(
+                "warning",
+                "not-supported",
+                expr,
+                f"Not checked against '{broken[0]}': {self.index.broken[broken[0]]}",
+                source="profile",
+            )
             return
         self.issues.extend(attempts[0])
 
@@ -473,18 +606,18 @@ class Walker:
         return url.rsplit("/", 1)[-1]
 
 
-
 def _is_absolute(url: Any) -> bool:
     return isinstance(url, str) and ("://" in url or url.startswith("urn:"))
 
 
-def _required(cmap: dict[str, tuple[ElementRule, str | None]]) -> list[tuple[str, tuple[ElementRule, str | None]]]:
+def _required(cmap: dict[str, tuple[ElementRule, str | None]]) -> list[ElementRule]:
+    """The required children, once each (a choice element appears under several keys)."""
     seen: set[int] = set()
     out = []
-    for name, entry in cmap.items():
-        if entry[0].min > 0 and id(entry[0]) not in seen:
-            seen.add(id(entry[0]))
-            out.append((name, entry))
+    for child, _ctype in cmap.values():
+        if child.min > 0 and id(child) not in seen:
+            seen.add(id(child))
+            out.append(child)
     return out
 
 
@@ -495,7 +628,7 @@ def _type_ref(rule: ElementRule, tcode: str) -> TypeRef | None:
     return None
 
 
-def _guess_type(rule: ElementRule, item: Any) -> str | None:
+def _single_type(rule: ElementRule) -> str | None:
     if len(rule.types) == 1:
         return rule.types[0].code
     return None
@@ -505,23 +638,8 @@ def _fmt_max(value: float) -> str:
     return "*" if math.isinf(value) else str(int(value))
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    return "a number" if isinstance(value, int | float) else type(value).__name__
-
-
 def _show(value: Any, limit: int = 120) -> str:
     import json
 
     text = json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-Hook = Callable[..., None]
