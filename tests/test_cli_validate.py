@@ -108,3 +108,25 @@ def test_profile_option_and_ig(files: dict[str, Path], tmp_path: Path) -> None:
     args = ["validate", "--ig", str(tmp_path / "ig"), "--profile", profile["url"], str(files["good.json"])]
     assert main(args) == 1  # the profile requires a name
     assert main(["validate", str(files["good.json"])]) == 0  # and did not leak into the default store
+
+
+def test_registry_option_checks_across_submissions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IC-ONE-1 needs memory: with --registry a second coordinator for the same person is an
+    error; without it the rule is reported as not checked, never silently passed."""
+    from adapter.registry import EpisodeRegistry
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "rules" / "IC-ONE-1"
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    EpisodeRegistry(url).record(json.loads((samples / "prior.json").read_text()))
+
+    assert main(["validate", "--format", "json", "--registry", url, str(samples / "breaks.json")]) == 1
+    oo = json.loads(capsys.readouterr().out)
+    ids = {c["code"] for i in oo["issue"] if i["severity"] == "error" for c in i["details"].get("coding", [])}
+    assert "IC-ONE-1" in ids
+
+    main(["validate", "--format", "json", str(samples / "breaks.json")])
+    oo = json.loads(capsys.readouterr().out)
+    one = [i for i in oo["issue"] if any(c["code"] == "IC-ONE-1" for c in i["details"].get("coding", []))]
+    assert one and all(i["severity"] == "information" for i in one)
