@@ -13,6 +13,7 @@ from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.models import models
 
 from adapter.fhirpath import patches
+from adapter.fhirpath.compiled import Env, compile_expression
 from adapter.fhirpath.functions import build_table
 from adapter.fhirpath.native import NativeInvariant, native_invariant
 from adapter.fhirpath.parsing import FhirPathError, parse
@@ -21,6 +22,7 @@ Resolver = Callable[[str, dict | None], dict | None]
 ConformsTo = Callable[[Any, str], bool | None]
 
 CACHE_SIZE = 4096
+CompiledExpression = Callable[[Any, Env], list]
 _R4 = models["r4"]
 
 
@@ -68,6 +70,7 @@ class FhirPathEngine:
         self._table = build_table()
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._cache_size = cache_size
+        self._compiled: dict[str, CompiledExpression | None] = {}
         self._lock = Lock()
 
     def compile(self, expression: str) -> dict:
@@ -154,6 +157,18 @@ class FhirPathEngine:
 
     def native_invariant(self, key: str, expression: str) -> NativeInvariant | None:
         return native_invariant(key, expression)
+
+    def compiled(self, expression: str) -> CompiledExpression | None:
+        """The expression compiled to Python closures (see adapter.fhirpath.compiled), cached;
+        None when nothing of it is in the compiled subset. Its result is only meant for
+        truth tests (invariants): values are the raw JSON items, not typed FHIRPath values."""
+        with self._lock:
+            if expression in self._compiled:
+                return self._compiled[expression]
+        fn = compile_expression(expression)
+        with self._lock:
+            self._compiled[expression] = fn
+        return fn
 
 
 def _as_node(resource: Any) -> Any:

@@ -6,9 +6,11 @@ native Python, which is what makes invariant checking affordable on large bundle
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from adapter.fhirpath.compiled import Env, Fallback
 from adapter.validation.model import ElementRule
 
 if TYPE_CHECKING:
@@ -40,10 +42,22 @@ def _bdl_8(node: Any) -> bool | None:
     return "/_history/" not in url if isinstance(url, str) else True
 
 
+_PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
 def _per_1(node: Any) -> bool | None:
     if not isinstance(node, dict) or "start" not in node or "end" not in node:
         return True
-    return None  # both present: compare with FHIRPath's precision rules
+    start, end = node["start"], node["end"]
+    if (
+        isinstance(start, str)
+        and isinstance(end, str)
+        and _PLAIN_DATE.fullmatch(start)
+        and _PLAIN_DATE.fullmatch(end)
+        and start <= end
+    ):
+        return True  # two full dates: ISO text order is date order
+    return None  # otherwise compare with FHIRPath's precision and time-zone rules
 
 
 # Shortcuts for the commonest base invariants: they answer when the answer is obvious and
@@ -80,6 +94,19 @@ class InvariantChecker:
             self._native[k] = finder(key, expression) if finder else None
         return self._native[k]
 
+    def _compiled(
+        self, expression: str, value: Any, rule: ElementRule, tcode: str, resource: Any, root: Any
+    ) -> bool | None:
+        """The verdict of the compiled form of the expression, or None when it declines."""
+        compiled = getattr(self.fp, "compiled", None)
+        fn = compiled(expression) if compiled else None
+        if fn is None:
+            return None
+        try:
+            return _truthy(fn(value, Env(value, resource, root, _node_type(rule, tcode))))
+        except Fallback:
+            return None
+
     def check(
         self,
         walker: Walker,
@@ -98,15 +125,18 @@ class InvariantChecker:
         if guard is not None and guard(value) is True:
             return
         native = self._native_for(key, expression)
+        root = rc.container if rc.container is not None else rc.resource
         try:
             if native is not None:
                 ok = native(value)
+            elif (verdict := self._compiled(expression, value, rule, tcode, rc.resource, root)) is not None:
+                ok = verdict
             else:
                 result = self.fp.evaluate(
                     expression,
                     value,
                     resource=rc.resource,
-                    root_resource=rc.container if rc.container is not None else rc.resource,
+                    root_resource=root,
                     resolver=lambda ref, _src=None: rc.resolve(ref),
                     node_type=_node_type(rule, tcode),
                 )

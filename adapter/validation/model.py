@@ -99,6 +99,9 @@ class ElementRule:
     max_length: int | None = None
     is_choice: bool = False
     has_limits: bool = False  # minValue[x] / maxValue[x]
+    # False on a profile's element that neither the profile nor its parent profiles touch
+    # (nor any element below it): the walk against the base definition already checked it.
+    constrained: bool = True
     # filled lazily by the structure index: JSON key -> (rule, type code)
     json_children: dict[str, tuple[ElementRule, str | None]] | None = None
 

@@ -40,9 +40,36 @@ class StructureIndex:
                 compiled = compile_structure(sd)
             except (ValueError, KeyError):
                 compiled = None
+        if compiled is not None and compiled.is_profile:
+            mark_constrained(compiled, self._touched(sd))
         with self._lock:
             self._compiled[key] = compiled
         return compiled
+
+    def _touched(self, sd: Any) -> set[str] | None:
+        """Element ids that this profile or one of the profiles it derives from states in its
+        differential; None when that cannot be known (then every element counts as touched)."""
+        touched: set[str] = set()
+        seen: set[str] = set()
+        while isinstance(sd, dict) and sd.get("derivation") == "constraint":
+            url = sd.get("url", "")
+            if url in seen:
+                return None
+            seen.add(url)
+            elements = (sd.get("differential") or {}).get("element")
+            if not elements or any(not isinstance(e, dict) or not e.get("id") for e in elements):
+                return None
+            touched.update(e["id"] for e in elements)
+            base = sd.get("baseDefinition")
+            if not isinstance(base, str):
+                return None
+            try:
+                sd = self.store.structure_definition(base)
+            except ValueError:
+                return None
+            if sd is None:
+                return None
+        return touched
 
     def raw(self, url: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.store.structure_definition(url)
@@ -91,3 +118,22 @@ class StructureIndex:
                     types.add(sd.get("type") or sd.get("id"))
             self._resource_types = frozenset(t for t in types if t)
         return name in self._resource_types
+
+
+_ID_STEP = re.compile(r"[.:]")
+
+
+def mark_constrained(compiled: CompiledStructure, touched: set[str] | None) -> None:
+    """Flag the elements a profile walk may skip: those with no touched element at or below
+    them. Why it is sound: an untouched element of a profile's snapshot is the base element,
+    which the walk against the base definition has already checked item by item."""
+    if touched is None:
+        return
+    prefixes: set[str] = set()
+    for elem_id in touched:
+        for m in _ID_STEP.finditer(elem_id):
+            prefixes.add(elem_id[: m.start()])
+        prefixes.add(elem_id)
+    for elem_id, rule in compiled.by_id.items():
+        if rule is not compiled.root and elem_id not in prefixes:
+            rule.constrained = False

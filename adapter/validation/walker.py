@@ -70,6 +70,9 @@ class Walker:
         self.index = engine.structures
         self.issues = issues
         self.regexes = self.index.regexes
+        # (location, key, expression) of invariants already evaluated: a profile repeats the
+        # constraints of its base, and the answer at one location does not change
+        self.evaluated: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ reporting
     def report(
@@ -279,6 +282,9 @@ class Walker:
         elif rule.children or rule is structure.root:
             cmap = json_children(rule, structure)
             owner = rule
+        elif profile_mode:
+            cmap = {}  # the datatype's own definition: the base walk checked it
+            owner = rule
         else:
             dt = self.index.get(tcode)
             if dt is None:
@@ -357,9 +363,41 @@ class Walker:
                         message_id="Unrecognised_property",
                     )
                 continue
-            present.setdefault(id(entry[0]), (entry[0], []))[1].append((key, entry[1]))
+            child = entry[0]
+            if profile_mode and not child.constrained:
+                present[id(child)] = (child, [])  # counted as present for _required below
+                continue  # the base walk checked it; the profile changes nothing here
+            slot = present.get(id(child))
+            if slot is None:
+                present[id(child)] = (child, [(key, entry[1])])
+            else:
+                slot[1].append((key, entry[1]))
 
         for child, keys in present.values():
+            if not keys:
+                continue
+            if (
+                len(keys) == 1
+                and child.max == 1
+                and child.min <= 1
+                and not child.slicing
+                and not child.slices
+            ):
+                key, ctype = keys[0]
+                raw = value.get(key)
+                if raw is not None and not isinstance(raw, list):
+                    # the common case: one value where one is allowed, nothing sliced
+                    iexpr = f"{expr}.{key}"
+                    self.walk(
+                        raw,
+                        child,
+                        cstruct,
+                        ctype or _single_type(child),
+                        iexpr,
+                        rc,
+                        profile_mode=profile_mode,
+                    )
+                    continue
             if len(keys) > 1 and child.is_choice:
                 self.report(
                     "error",
@@ -518,6 +556,10 @@ class Walker:
                 continue
             if profile_mode and self.engine.is_base_source(constraint.get("source", "")):
                 continue  # inherited from a core type: the base walk evaluated it
+            mark = (expr, key, constraint.get("expression", ""))
+            if mark in self.evaluated:
+                continue
+            self.evaluated.add(mark)
             self.engine.invariants.check(self, value, rule, tcode, constraint, expr, rc)
 
     # ------------------------------------------------------------------ references
