@@ -164,3 +164,36 @@ def test_compiled_verdicts_agree_with_fhirpathpy(monkeypatch: pytest.MonkeyPatch
         validator.validate(doc, ValidationOptions(rulebook=False))
     assert not mismatches, mismatches[:5]
     assert len(compared) > 3000 and len(set(compared)) > 70, (len(compared), len(set(compared)))
+
+
+def _bundle_variants() -> list[dict[str, Any]]:
+    base = json.loads((ROOT / "samples" / "valid" / "flanders-care-coordination.json").read_text())
+    out = [base]
+    for change in ("batch", "history", "collection", "searchset", "batch-response"):
+        b = json.loads(json.dumps(base))
+        b["type"] = change
+        out.append(b)
+    dup = json.loads(json.dumps(base))
+    dup["entry"][1]["fullUrl"] = dup["entry"][0]["fullUrl"]
+    no_request = json.loads(json.dumps(base))
+    del no_request["entry"][2]["request"]
+    versioned = json.loads(json.dumps(dup))
+    versioned["entry"][1]["resource"].setdefault("meta", {})["versionId"] = "2"
+    untyped = json.loads(json.dumps(base))
+    del untyped["type"]
+    return [*out, dup, no_request, versioned, untyped]
+
+
+@pytest.mark.parametrize("key", ["bdl-3", "bdl-4", "bdl-7"])
+def test_bundle_guards_never_pass_what_fhirpath_fails(key: str) -> None:
+    """A guard may only answer "passes" where the full expression passes; otherwise it defers."""
+    expression = next(e for (k, e) in inv._GUARDS if k == key)
+    guard = inv._GUARDS[(key, expression)]
+    engine = Validator().fhirpath
+    verdicts = []
+    for bundle in _bundle_variants():
+        full = inv._truthy(engine.evaluate(expression, bundle, resource=bundle))
+        quick = guard(bundle)
+        assert quick is None or (quick is True and full), (key, bundle.get("type"))
+        verdicts.append(full)
+    assert False in verdicts and True in verdicts  # the variants exercise both answers

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhirpathpy.engine.evaluators import string_literal as fp_string_literal
 
@@ -33,8 +32,7 @@ class _Unsupported(Exception):
     """Raised at compile time for constructs outside the subset."""
 
 
-@dataclass(frozen=True)
-class Env:
+class Env(NamedTuple):
     """What an evaluation sees besides its input: the FHIRPath environment variables."""
 
     context: Any
@@ -46,7 +44,7 @@ class Env:
 Coll = list[Any]
 Fn = Callable[[Coll, Env], Coll]  # (focus collection, env) -> result collection
 
-_DATE_LIKE = re.compile(r"^\d{4}(-\d\d(-\d\d)?)?(T|$)|^T?\d\d:\d\d")
+_DATE_LIKE = re.compile(r"^\d{4}(-\d\d(-\d\d)?)?(T|$)|^\d\d:\d\d")
 _CONSTANTS = {
     "ucum": "http://unitsofmeasure.org",
     "sct": "http://snomed.info/sct",
@@ -88,7 +86,7 @@ def _kind(x: Any) -> str:
     if isinstance(x, int):
         return "int"
     if isinstance(x, str):
-        if _DATE_LIKE.match(x):
+        if x[:1].isdigit() and _DATE_LIKE.match(x):
             raise Fallback("temporal comparison")
         return "str"
     raise Fallback(f"comparison of {type(x).__name__}")

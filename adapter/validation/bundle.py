@@ -125,19 +125,35 @@ def _check_request(walker: Walker, raw: dict[str, Any], eexpr: str) -> None:
 
 
 def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every ``reference`` string under ``node`` with its FHIRPath (indexes on arrays)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                yield value, f"{path}.reference"
-            elif key in ("contained", "resourceType") or key.startswith("_"):
-                continue
-            elif isinstance(value, dict):
-                yield from iter_references(value, f"{path}.{key}")
-            elif isinstance(value, list):
-                for i, item in enumerate(value):
+    """Every ``reference`` string under ``node`` with its FHIRPath (indexes on arrays).
+
+    The path of each step is kept as a list of pieces and joined only where a reference is
+    found: most of a resource holds no reference, and building a path string per node was
+    the larger part of this scan."""
+    trail: list[str] = [path]
+
+    def scan(value: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        for key, child in value.items():
+            if key == "reference":
+                if isinstance(child, str):
+                    yield child, "".join(trail) + ".reference"
+            elif isinstance(child, dict):
+                if key == "contained" or key[:1] == "_":
+                    continue
+                trail.append("." + key)
+                yield from scan(child)
+                trail.pop()
+            elif isinstance(child, list):
+                if key == "contained" or key[:1] == "_":
+                    continue
+                for i, item in enumerate(child):
                     if isinstance(item, dict):
-                        yield from iter_references(item, f"{path}.{key}[{i}]")
+                        trail.append(f".{key}[{i}]")
+                        yield from scan(item)
+                        trail.pop()
+
+    if isinstance(node, dict):
+        yield from scan(node)
 
 
 def _check_references(

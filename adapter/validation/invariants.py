@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapter.fhirpath.compiled import Env, Fallback
@@ -60,6 +61,44 @@ def _per_1(node: Any) -> bool | None:
     return None  # otherwise compare with FHIRPath's precision and time-zone rules
 
 
+def _entries_have(part: str, kinds: tuple[str, ...]) -> Callable[[Any], bool | None]:
+    """bdl-3 / bdl-4: every entry has a request (response) exactly when the bundle is of one
+    of ``kinds``; this guard is for a bundle validated as the resource itself (``%resource``)."""
+
+    def guard(node: Any) -> bool | None:
+        kind = node.get("type") if isinstance(node, dict) else None
+        entries = node.get("entry") if isinstance(node, dict) else None
+        if not isinstance(kind, str) or not isinstance(entries, list):
+            return None
+        want = kind in kinds
+        ok = all(isinstance(e, dict) and (e.get(part) is not None) == want for e in entries)
+        return True if ok else None
+
+    return guard
+
+
+def _bdl_7(node: Any) -> bool | None:
+    if not isinstance(node, dict):
+        return None
+    if node.get("type") == "history":
+        return True
+    seen: set[str] = set()
+    for e in node.get("entry") or ():
+        if not isinstance(e, dict) or e.get("fullUrl") is None:
+            continue
+        url = e["fullUrl"]
+        res = e.get("resource")
+        meta = res.get("meta") if isinstance(res, dict) else None
+        version = meta.get("versionId", "") if isinstance(meta, dict) else ""
+        if not isinstance(url, str) or not isinstance(version, str) or "_fullUrl" in e:
+            return None
+        key = url + version
+        if key in seen:
+            return None  # a duplicate: let FHIRPath judge and report
+        seen.add(key)
+    return True
+
+
 # Shortcuts for the commonest base invariants: they answer when the answer is obvious and
 # return None to fall back to FHIRPath. Keyed by (key, exact R4 expression) so a profile that
 # reuses a key with another expression is still evaluated in full.
@@ -72,6 +111,21 @@ _GUARDS: dict[tuple[str, str], Callable[[Any], bool | None]] = {
     ("bdl-5", "resource.exists() or request.exists() or response.exists()"): _bdl_5,
     ("bdl-8", "fullUrl.contains('/_history/').not()"): _bdl_8,
     ("per-1", "start.hasValue().not() or end.hasValue().not() or (start <= end)"): _per_1,
+    (
+        "bdl-3",
+        "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
+        "or %resource.type = 'history'))",
+    ): _entries_have("request", ("batch", "transaction", "history")),
+    (
+        "bdl-4",
+        "entry.all(response.exists() = (%resource.type = 'batch-response' or "
+        "%resource.type = 'transaction-response' or %resource.type = 'history'))",
+    ): _entries_have("response", ("batch-response", "transaction-response", "history")),
+    (
+        "bdl-7",
+        "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId)"
+        ".isDistinct()",
+    ): _bdl_7,
 }
 
 
@@ -82,17 +136,41 @@ def _severity(constraint: dict[str, Any]) -> str:
     return "error" if constraint.get("severity") == "error" else "warning"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one constraint is evaluated, decided once per constraint rather than per node."""
+
+    key: str
+    expression: str
+    skip: bool
+    guard: Callable[[Any], bool | None] | None
+    native: Callable[[Any], bool] | None
+    compiled: Callable[[Any, Env], list[Any]] | None
+
+
 class InvariantChecker:
     def __init__(self, fhirpath: Any) -> None:
         self.fp = fhirpath
-        self._native: dict[tuple[str, str], Callable[[Any], bool] | None] = {}
+        self._plans: dict[int, tuple[dict[str, Any], _Plan]] = {}
 
-    def _native_for(self, key: str, expression: str) -> Callable[[Any], bool] | None:
-        k = (key, expression)
-        if k not in self._native:
-            finder = getattr(self.fp, "native_invariant", None)
-            self._native[k] = finder(key, expression) if finder else None
-        return self._native[k]
+    def _plan(self, constraint: dict[str, Any]) -> _Plan:
+        entry = self._plans.get(id(constraint))
+        if entry is not None and entry[0] is constraint:
+            return entry[1]
+        key = constraint.get("key", "")
+        expression = constraint.get("expression", "")
+        finder = getattr(self.fp, "native_invariant", None)
+        compiler = getattr(self.fp, "compiled", None)
+        plan = _Plan(
+            key=key,
+            expression=expression,
+            skip=key in _SKIP or not expression,
+            guard=_GUARDS.get((key, expression)),
+            native=finder(key, expression) if finder and expression else None,
+            compiled=compiler(expression) if compiler and expression else None,
+        )
+        self._plans[id(constraint)] = (constraint, plan)  # holding it keeps the id unique
+        return plan
 
     def _compiled(
         self, expression: str, value: Any, rule: ElementRule, tcode: str, resource: Any, root: Any
@@ -117,19 +195,20 @@ class InvariantChecker:
         expr: str,
         rc: ResourceContext,
     ) -> None:
-        key = constraint.get("key", "")
-        expression = constraint.get("expression", "")
-        if key in _SKIP or not expression:
+        plan = self._plan(constraint)
+        if plan.skip:
             return
-        guard = _GUARDS.get((key, expression))
-        if guard is not None and guard(value) is True:
+        if plan.guard is not None and plan.guard(value) is True:
             return
-        native = self._native_for(key, expression)
+        key, expression, native = plan.key, plan.expression, plan.native
         root = rc.container if rc.container is not None else rc.resource
         try:
             if native is not None:
                 ok = native(value)
-            elif (verdict := self._compiled(expression, value, rule, tcode, rc.resource, root)) is not None:
+            elif (
+                plan.compiled is not None
+                and (verdict := self._compiled(expression, value, rule, tcode, rc.resource, root)) is not None
+            ):
                 ok = verdict
             else:
                 result = self.fp.evaluate(

@@ -102,6 +102,12 @@ class ElementRule:
     # False on a profile's element that neither the profile nor its parent profiles touch
     # (nor any element below it): the walk against the base definition already checked it.
     constrained: bool = True
+    # the constraints the walker evaluates (not the structural ele-1 / ext-1), filled lazily
+    evaluable: tuple[dict[str, Any], ...] | None = None
+    required: tuple[ElementRule, ...] | None = None  # children with min > 0, filled lazily
+    plain: bool | None = None  # a primitive with no constraint beyond its datatype (walker)
+    # (target profiles of a Reference, the resource types they allow), filled lazily
+    reference_targets: tuple[list[str], frozenset[str]] | None = None
     # filled lazily by the structure index: JSON key -> (rule, type code)
     json_children: dict[str, tuple[ElementRule, str | None]] | None = None
 

@@ -329,14 +329,17 @@ class Walker:
         rc: ResourceContext,
         profile_mode: bool,
     ) -> None:
+        # children needing the general path (arrays, choices, slicing, companions), by rule
         present: dict[int, tuple[ElementRule, list[tuple[str, str | None]]]] = {}
+        seen: set[int] = set()  # every child rule met, for the required check
         is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
-        for key in value:
-            if key.startswith("_"):
+        for key, raw in value.items():
+            if key[:1] == "_":
                 base_key = key[1:]
                 if base_key in cmap:
                     if base_key not in value:
                         child, ctype = cmap[base_key]
+                        seen.add(id(child))
                         present.setdefault(id(child), (child, []))[1].append((base_key, ctype))
                     if not profile_mode:
                         self._primitive_companion(value, key, cmap[base_key], expr, rc)
@@ -363,41 +366,44 @@ class Walker:
                         message_id="Unrecognised_property",
                     )
                 continue
-            child = entry[0]
+            child, ctype = entry
+            cid = id(child)
+            seen.add(cid)
             if profile_mode and not child.constrained:
-                present[id(child)] = (child, [])  # counted as present for _required below
                 continue  # the base walk checked it; the profile changes nothing here
-            slot = present.get(id(child))
-            if slot is None:
-                present[id(child)] = (child, [(key, entry[1])])
-            else:
-                slot[1].append((key, entry[1]))
-
-        for child, keys in present.values():
-            if not keys:
-                continue
             if (
-                len(keys) == 1
-                and child.max == 1
+                child.max == 1
+                and raw is not None
+                and not isinstance(raw, list)
                 and child.min <= 1
+                and not child.is_choice
                 and not child.slicing
                 and not child.slices
             ):
-                key, ctype = keys[0]
-                raw = value.get(key)
-                if raw is not None and not isinstance(raw, list):
-                    # the common case: one value where one is allowed, nothing sliced
-                    iexpr = f"{expr}.{key}"
-                    self.walk(
-                        raw,
-                        child,
-                        cstruct,
-                        ctype or _single_type(child),
-                        iexpr,
-                        rc,
-                        profile_mode=profile_mode,
-                    )
+                # the common case: one value where one is allowed, nothing sliced
+                ctype = ctype or _single_type(child)
+                if ctype in PRIMITIVE_TYPES and ctype != "xhtml" and _is_plain(child):
+                    # a primitive nothing but its datatype constrains: walk() reduced to its
+                    # one check (none at all for a profile: the base walk did it)
+                    if not profile_mode:
+                        problem = check_primitive(raw, ctype, self.regexes)
+                        if problem:
+                            self.report(
+                                "error",
+                                "invalid" if "JSON" not in problem else "structure",
+                                f"{expr}.{key}",
+                                problem,
+                            )
                     continue
+                self.walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode=profile_mode)
+                continue
+            slot = present.get(cid)
+            if slot is None:
+                present[cid] = (child, [(key, ctype)])
+            else:
+                slot[1].append((key, ctype))
+
+        for child, keys in present.values():
             if len(keys) > 1 and child.is_choice:
                 self.report(
                     "error",
@@ -487,8 +493,14 @@ class Walker:
                 if slice_rule is not None:
                     self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
 
-        for child in _required(cmap):
-            if id(child) not in present:
+        if owner.json_children is cmap:
+            required = owner.required
+            if required is None:
+                required = owner.required = tuple(_required(cmap))
+        else:
+            required = tuple(_required(cmap))
+        for child in required:
+            if id(child) not in seen:
                 self.report(
                     "error",
                     "required",
@@ -550,10 +562,13 @@ class Walker:
         rc: ResourceContext,
         profile_mode: bool,
     ) -> None:
-        for constraint in rule.constraints:
+        evaluable = rule.evaluable
+        if evaluable is None:
+            evaluable = rule.evaluable = tuple(
+                c for c in rule.constraints if c.get("key", "") not in _STRUCTURAL and c.get("expression")
+            )
+        for constraint in evaluable:
             key = constraint.get("key", "")
-            if key in _STRUCTURAL:
-                continue
             if profile_mode and self.engine.is_base_source(constraint.get("source", "")):
                 continue  # inherited from a core type: the base walk evaluated it
             mark = (expr, key, constraint.get("expression", ""))
@@ -572,14 +587,17 @@ class Walker:
         if not profile_mode and not is_valid_reference_format(ref):
             self.report("error", "invalid", f"{expr}.reference", f"Invalid reference format '{ref}'")
             return
-        targets = [tp for t in rule.types if t.code == "Reference" for tp in t.target_profiles]
+        cached = rule.reference_targets
+        if cached is None:
+            targets = [tp for t in rule.types if t.code == "Reference" for tp in t.target_profiles]
+            cached = rule.reference_targets = (targets, frozenset(self._profile_type(tp) for tp in targets))
+        targets, allowed = cached
         if not targets:
             return
         target = rc.resolve(ref)
         target_type = target.get("resourceType") if isinstance(target, dict) else reference_type(ref)
         if target_type is None:
             return
-        allowed = {self._profile_type(tp) for tp in targets}
         if "Resource" in allowed or target_type in allowed:
             if target is not None and profile_mode:
                 self.engine.check_target_profiles(self, target, targets, expr, rc)
@@ -646,6 +664,23 @@ class Walker:
         if compiled is not None:
             return compiled.type
         return url.rsplit("/", 1)[-1]
+
+
+def _is_plain(rule: ElementRule) -> bool:
+    """Whether a primitive element carries no constraint of its own beyond its datatype (no
+    fixed or pattern value, binding, length or value limits, and not the id of a resource,
+    which R4 types as string but checks as id); cached on the rule."""
+    plain = rule.plain
+    if plain is None:
+        plain = rule.plain = (
+            rule.fixed is None
+            and rule.pattern is None
+            and not rule.binding
+            and not rule.max_length
+            and not rule.has_limits
+            and rule.name != "id"
+        )
+    return plain
 
 
 def _is_absolute(url: Any) -> bool:
