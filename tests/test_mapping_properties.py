@@ -16,7 +16,7 @@ from tests.test_mapping import assert_well_formed
 T = tables()
 
 letters = st.text(
-    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzéèëïöüßçABCDEFGHIJKLMNOPQRSTUVWXYZ '-"),
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzéèëïöüßçABCDEFGHIJKLMNOPQRSTUVWXYZ '-&<>"),
     min_size=1,
     max_size=20,
 ).filter(lambda s: s.strip())
@@ -207,3 +207,9 @@ def test_mapper_never_crashes_and_its_bundle_is_well_formed(data: dict[str, Any]
     assert_well_formed(bundle)
     assert json.dumps(to_bundle(validate(data))) == json.dumps(bundle)
     assert to_document(bundle) == doc
+    # the reverse mapper is a complete inverse on what the mapper emits
+    assert to_bundle(to_document(bundle)) == bundle
+    for entry in bundle["entry"]:
+        text = entry["resource"]["text"]
+        assert text["status"] == "generated"
+        assert text["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml"><p>')

@@ -33,11 +33,14 @@ def describe(issues: list[Any]) -> str:
 
 @pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_every_example_maps_to_a_bundle_without_error(validator: Any, path: Path, region: str) -> None:
+def test_every_example_maps_to_a_bundle_without_error_nor_warning(
+    validator: Any, path: Path, region: str
+) -> None:
+    """Profiles, invariants (dom-6: every resource has a narrative) and the rulebook in every region."""
     bundle = to_bundle(load_document(path.read_bytes()))
     report = validator.validate(bundle, api.ValidationOptions(region=region))
-    errors = [i for i in report.issues if i.is_error]
-    assert not errors, describe(errors)
+    found = [i for i in report.issues if i.severity in ("fatal", "error", "warning")]
+    assert not found, describe(found)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,6 +51,8 @@ def test_generated_documents_map_without_structural_error(validator: Any, data: 
     report = validator.validate(bundle, api.ValidationOptions(rulebook=False))
     errors = [i for i in report.issues if i.is_error]
     assert not errors, describe(errors)
+    narrative = [i for i in report.issues if "dom-6" in i.message or "txt-" in i.message]
+    assert not narrative, describe(narrative)
 
 
 SAMPLES = sorted((ROOT / "samples" / "valid").glob("*.json"))
@@ -55,18 +60,15 @@ SAMPLES = sorted((ROOT / "samples" / "valid").glob("*.json"))
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
 def test_valid_sample_remapped_is_still_valid(validator: Any, path: Path) -> None:
-    """Bundle -> document -> Bundle: the re-mapped bundle passes in the sample's region too."""
+    """Bundle -> document -> Bundle: the re-mapped bundle passes in the sample's region too,
+    with no error nor warning."""
     import json
 
-    from adapter.mapping import normalise, to_document
+    from adapter.mapping import to_document
 
     region = next(r for r in REGIONS if path.name.startswith(r))
     sample = json.loads(path.read_text(encoding="utf-8"))
-    bundle = to_bundle(to_document(normalise(sample).resource))
+    bundle = to_bundle(to_document(sample))
     report = validator.validate(bundle, api.ValidationOptions(region=region))
-    errors = [i for i in report.issues if i.is_error]
-    assert not errors, describe(errors)
-    rules = lambda issues: sorted({i.rule for i in issues if i.rule and i.severity != "information"})  # noqa: E731
-    assert rules(report.issues) == rules(
-        validator.validate(sample, api.ValidationOptions(region=region)).issues
-    )
+    found = [i for i in report.issues if i.severity in ("fatal", "error", "warning")]
+    assert not found, describe(found)

@@ -11,8 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from adapter.cli.main import main
+from adapter.mapping import load_document, to_bundle
+from adapter.mapping.forward import conditional_url
 from adapter.registry import EpisodeRegistry
 from adapter.rules import check_rulebook, load_catalog
+from adapter.validation.api import ValidationOptions
+from adapter.validation.engine import Validator
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 MANIFEST = yaml.safe_load((SAMPLES / "manifest.yaml").read_text(encoding="utf-8"))["samples"]
@@ -70,10 +75,14 @@ def test_breaking_samples_fail_at_the_expected_severity() -> None:
         assert sev == {expected}, (s["file"], sev)
 
 
+VALID = [s for s in MANIFEST if s["file"].startswith("valid/")]
+REGIONS = ("flanders", "wallonia", "brussels", "german-speaking")
+
+
 def test_valid_situations_per_region() -> None:
-    regions = {"flanders", "wallonia", "brussels", "german-speaking"}
+    assert len(VALID) == 8
     for kind in ("care-coordination", "case-management"):
-        for region in regions:
+        for region in REGIONS:
             sample = next(s for s in MANIFEST if s["file"] == f"valid/{region}-{kind}.json")
             bundle = load(sample["file"])
             assert bundle["type"] == "transaction" and BECARE + "becare-bundle" in bundle["meta"]["profile"]
@@ -81,17 +90,25 @@ def test_valid_situations_per_region() -> None:
             refs = [v for v in _references(bundle)]
             assert refs and all(r in full_urls for r in refs), "every reference resolves in the bundle"
             for e in bundle["entry"]:
-                assert e["request"] == {"method": "POST", "url": e["resource"]["resourceType"]}
+                res, request = e["resource"], e["request"]
+                if res.get("identifier"):  # sent again, it updates instead of duplicating
+                    ident = res["identifier"][0]
+                    assert request["method"] == "PUT"
+                    assert request["url"] == conditional_url(
+                        res["resourceType"], ident["system"], ident["value"]
+                    )
+                else:
+                    assert request == {"method": "POST", "url": res["resourceType"]}
             types = [e["resource"]["resourceType"] for e in bundle["entry"]]
             assert "RelatedPerson" in types and "PractitionerRole" in types
             if kind == "care-coordination":
                 plan = next(
                     e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
                 )
-                qr = next(
-                    e for e in bundle["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"
+                assessment = next(
+                    e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
                 )
-                assert plan["supportingInfo"] == [{"reference": qr["fullUrl"]}]
+                assert plan["supportingInfo"] == [{"reference": assessment["fullUrl"]}]
                 codes = {
                     t["resource"]["code"]["coding"][0]["code"]
                     for t in bundle["entry"]
@@ -103,6 +120,37 @@ def test_valid_situations_per_region() -> None:
                     assert e["resource"]["extension"][0]["url"].endswith("task-candidateList")
     bench = [s for s in MANIFEST if s.get("benchmark")]
     assert len(bench) == 1 and bench[0]["entries"] == 25
+    assert len(load(bench[0]["file"])["entry"]) == 25
+
+
+@pytest.mark.parametrize("sample", VALID, ids=[s["file"] for s in VALID])
+def test_valid_sample_is_the_mapping_of_its_document(sample: dict[str, Any], tmp_path: Path) -> None:
+    """`becare map` of the document next to the sample writes the sample, byte for byte."""
+    document = SAMPLES / sample["document"]
+    assert document.name == Path(sample["file"]).with_suffix(".yaml").name
+    out = tmp_path / "bundle.json"
+    assert main(["map", str(document), "--output", str(out)]) == 0
+    assert out.read_bytes() == (SAMPLES / sample["file"]).read_bytes()
+    assert to_bundle(load_document(document.read_bytes())) == load(sample["file"])
+
+
+@pytest.fixture(scope="module")
+def validator() -> Validator:
+    return Validator()
+
+
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize("sample", VALID, ids=[s["file"] for s in VALID])
+def test_valid_sample_has_no_error_nor_warning_in_any_region(
+    validator: Validator, sample: dict[str, Any], region: str
+) -> None:
+    """The full validator: structure, bindings, invariants (dom-6 narrative included),
+    profiles and the rulebook with the region forced."""
+    report = validator.validate(load(sample["file"]), ValidationOptions(region=region))
+    found = [i for i in report.issues if i.severity in ("fatal", "error", "warning")]
+    assert not found, "\n".join(f"{i.severity} {i.rule or ''} {i.expression}: {i.message}" for i in found)
+    # what is left is information only: the rules that need the episode registry
+    assert {i.rule for i in report.issues} <= {"IC-ONE-1", "IC-ONE-2"}
 
 
 def _references(value: Any) -> list[str]:

@@ -5,7 +5,8 @@ the professional coordinator or case manager in EpisodeOfCare.careManager, care 
 CareTeam.participant.role, goal categories in Goal.category, task types in Task.code, consent
 categories in Consent.category. Every reference is a ``urn:uuid:`` fullUrl of another entry, and
 each resource with a business identifier is sent as a conditional update on it, so sending the
-same document twice updates rather than duplicates.
+same document twice updates rather than duplicates. Every resource carries a short generated
+narrative (``adapter.mapping.narrative``) built from the same document fields.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from adapter.mapping.model import (
     RelatedParty,
     Task,
 )
+from adapter.mapping.narrative import full_name, sentence, span, with_text
 from adapter.mapping.tables import Tables, tables
 
 Resource = dict[str, Any]
@@ -94,8 +96,10 @@ class _Mapper:
     def meta(self, resource_type: str) -> dict[str, list[str]]:
         return {"profile": [self.t.profile(resource_type)]}
 
-    def add(self, resource: Resource, key: str, request: dict[str, str] | None = None) -> None:
+    def add(self, resource: Resource, key: str, text: str, request: dict[str, str] | None = None) -> None:
+        """Append the entry; ``text`` is the one-sentence narrative of the resource."""
         rtype = resource["resourceType"]
+        resource = with_text(resource, text)
         if request is None:
             ident = resource.get("identifier", [{}])[0]
             if ident.get("system") and ident.get("value"):
@@ -165,7 +169,7 @@ class _Mapper:
                     "preferred": True,
                 }
             ]
-        self.add(res, PERSON)
+        self.add(res, PERSON, sentence(f"Person receiving care: {full_name(person.name)}"))
 
     def related(self, party: RelatedParty, *, representative: bool) -> None:
         role = "representative" if representative else "informal-caregiver"
@@ -186,7 +190,8 @@ class _Mapper:
         }
         if party.phone:
             res["telecom"] = [{"system": "phone", "value": party.phone}]
-        self.add(res, party.id)
+        label = self.t.roles[role]["display"]
+        self.add(res, party.id, f"{label} of the person: {full_name(party.name)} ({rel['display']})")
 
     def organisation(self, org: Organisation) -> None:
         identifiers = [self.local_id(org.id)]
@@ -200,14 +205,14 @@ class _Mapper:
             "identifier": identifiers,
             "name": org.name,
         }
-        self.add(res, org.id)
+        self.add(res, org.id, f"Organisation: {org.name}")
 
     def practitioner(self, pro: Professional) -> None:
         res: Resource = {"resourceType": "Practitioner", "meta": self.meta("Practitioner")}
         if pro.nihdi:
             res["identifier"] = [{"system": self.t.identifier_system("nihdi"), "value": pro.nihdi}]
         res["name"] = [human_name(pro.name)]
-        self.add(res, practitioner_key(pro))
+        self.add(res, practitioner_key(pro), f"Practitioner: {full_name(pro.name)}")
 
     def practitioner_role(self, pro: Professional) -> None:
         prof = self.t.professions[pro.profession]
@@ -227,7 +232,10 @@ class _Mapper:
             telecom.append({"system": "email", "value": pro.email})
         if telecom:
             res["telecom"] = telecom
-        self.add(res, pro.id)
+        org = next((o.name for o in self.doc.organisations if o.id == pro.organisation), None)
+        self.add(
+            res, pro.id, sentence(f"{full_name(pro.name)}, {prof['display']}", f"at {org}" if org else None)
+        )
 
     # -- coordination ----------------------------------------------------------------------------
     def role_concept(self, role: str) -> dict[str, Any]:
@@ -249,7 +257,7 @@ class _Mapper:
                 {"role": [self.role_concept(r) for r in m.roles], "member": self.ref(m.party)}
                 for m in team.members
             ]
-        self.add(res, team.id)
+        self.add(res, team.id, f"Care team: {team.name}" if team.name else "Care team of the person")
 
     def episode(self, ep: Episode) -> None:
         etype = self.t.episode_types[ep.type]
@@ -290,7 +298,8 @@ class _Mapper:
         if lead is not None and lead in self.professionals:
             res["careManager"] = self.ref(lead)
         res["team"] = [self.ref_team()]
-        self.add(res, ep.id)
+        end = ep.period.end.isoformat() if ep.period.end else None
+        self.add(res, ep.id, sentence(etype["display"], ep.status, span(period["start"], end)))
         if ep.requested_by:
             self.referral(ep)
 
@@ -311,7 +320,9 @@ class _Mapper:
             "authoredOn": ep.period.start.isoformat(),
             "requester": self.ref(ep.requested_by),
         }
-        self.add(res, ep.id, {"method": "POST", "url": "ServiceRequest"})
+        self.add(
+            res, ep.id, f"Request for {etype['display'].lower()}", {"method": "POST", "url": "ServiceRequest"}
+        )
 
     def consent(self, consent: Consent) -> None:
         table = self.t.raw["consents"]
@@ -345,7 +356,7 @@ class _Mapper:
                 }
             ]
         res["provision"] = provision
-        self.add(res, consent.id)
+        self.add(res, consent.id, sentence(cat["display"], consent.status, f"given on {res['dateTime']}"))
 
     def assessment(self, a: Assessment) -> None:
         inst = self.t.instruments[a.instrument]
@@ -373,7 +384,8 @@ class _Mapper:
             res["valueQuantity"] = {
                 "value": int(a.score) if a.score.is_integer() and abs(a.score) < 1e15 else a.score
             }
-        self.add(res, a.id)
+        score = f"score {res['valueQuantity']['value']}" if a.score is not None else None
+        self.add(res, a.id, sentence(inst["text"], f"on {res['effectiveDateTime']}", score))
 
     def care_plan(self, plan: CarePlan) -> None:
         res: Resource = {
@@ -402,7 +414,7 @@ class _Mapper:
             res["goal"] = [{"reference": self.url("Goal", g.id)} for g in plan.goals]
         if self.doc.tasks:
             res["activity"] = [{"reference": {"reference": self.url("Task", t.id)}} for t in self.doc.tasks]
-        self.add(res, plan.id)
+        self.add(res, plan.id, f"Care plan: {plan.title}" if plan.title else "Care and support plan")
 
     def goal(self, goal: Goal) -> None:
         cat = self.t.goal_categories[goal.category]
@@ -419,7 +431,7 @@ class _Mapper:
             res["target"] = [{"dueDate": goal.target_date.isoformat()}]
         if goal.expressed_by:
             res["expressedBy"] = self.ref(goal.expressed_by)
-        self.add(res, goal.id)
+        self.add(res, goal.id, f"{cat['display']}: {goal.description}")
 
     def task(self, task: Task) -> None:
         ttype = self.t.task_types[task.type]
@@ -454,7 +466,8 @@ class _Mapper:
             res["owner"] = self.ref(task.owner)
         if task.due:
             res["restriction"] = {"period": {"end": task.due.isoformat()}}
-        self.add(res, task.id)
+        due = f"due {task.due.isoformat()}" if task.due else None
+        self.add(res, task.id, sentence(f"{ttype['display']}: {task.description or task.status}", due))
 
 
 def practitioner_key(pro: Professional) -> str:

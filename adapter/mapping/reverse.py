@@ -3,7 +3,9 @@
 The inverse of ``forward``: a system that does not speak FHIR can read what it is sent. It
 reads the concepts where CONTRACT sections 2-3 put them and ignores what it does not know, so it
 also reads bundles made by other tools. Run ``normalise`` first on vendor input: this module
-expects current identifier systems and coded roles.
+expects current identifier systems and coded roles. On what ``forward`` emits it is a complete
+inverse: mapping the document read back gives an equal bundle (the narrative and the fullUrls
+are functions of the document, so they need no reading).
 """
 
 from __future__ import annotations
