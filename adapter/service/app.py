@@ -488,6 +488,9 @@ def create_app(
         body = await run_in_threadpool(state.metrics.render)
         return Response(body, media_type=METRICS_TYPE)
 
+    from adapter.web import register as register_page  # the validation page at / (adapter/web)
+
+    register_page(app)
     return app
 
 
