@@ -7,7 +7,6 @@ import gzip
 import io
 import json
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -238,12 +237,10 @@ def test_default_store_contents():
     assert len(sds) >= 212 + 437 + 22
 
 
-def test_default_store_loads_fast():
-    start = time.perf_counter()
+def test_default_store_builds_from_the_vendored_packages():
+    # how fast it loads is measured in bench/bench_validate.py (first validation after start)
     store = build_default_store()
-    elapsed = time.perf_counter() - start
     assert len(store) >= 1897
-    assert elapsed < 2.0, f"default store took {elapsed:.2f}s"  # ~0.4 s measured; 2 s leaves CI headroom
 
 
 def test_vendored_core_is_compacted_but_keeps_validation_data():
