@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument("--output", metavar="FILE", help="write the report here instead of standard output")
     p.add_argument("--registry", metavar="URL", help="episode registry database (for IC-ONE-1/2)")
     p.add_argument("--no-rulebook", action="store_true", help="structure and profiles only")
+    p.add_argument("--no-progress", action="store_true", help="do not report progress on standard error")
     p.set_defaults(handler=run)
 
 
@@ -67,6 +69,7 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from adapter.fhirio import ParseError, parse_file
     from adapter.output import render
+    from adapter.output.render import SECONDS
     from adapter.validation.api import Report, ValidationOptions
     from adapter.validation.issues import Issue
 
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     reports: list[Report] = []
     unusable = bool(problems)
-    progress = _Progress(len(files))
+    progress = _Progress(len(files), enabled=not args.no_progress)
     for path in files:
         progress.step(path)
         try:
@@ -145,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         report.source = str(path)
         reports.append(report)
     progress.done()
+    for report, seconds in zip(reports, progress.durations(), strict=False):
+        report.extra[SECONDS] = seconds
 
     colour = (
         args.format == "text" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -191,19 +196,52 @@ def shared_validator() -> Any:
 
 
 class _Progress:
-    """A one-line counter on stderr when a terminal watches a long run."""
+    """Progress on stderr, never stdout, so ``--format json|junit`` output stays machine-readable.
 
-    def __init__(self, total: int) -> None:
+    On a terminal: one line rewritten in place when there are more than a handful of files. When
+    stderr is a log (CI), rewriting lines makes noise, so only a big folder reports, one line per
+    tenth of the way. Also keeps the per-file wall time (the JUnit test time).
+    """
+
+    TTY_MIN_FILES = 6
+    LOG_MIN_FILES = 20
+
+    def __init__(self, total: int, *, enabled: bool = True, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
         self.total = total
         self.n = 0
-        self.enabled = total > 5 and sys.stderr.isatty()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        minimum = self.TTY_MIN_FILES if self.tty else self.LOG_MIN_FILES
+        self.enabled = enabled and total >= minimum
+        self.every = max(1, total // 10)
+        self.marks: list[float] = []
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not stop the validation
+            self.enabled = False
 
     def step(self, path: Path) -> None:
+        self.marks.append(time.perf_counter())
         self.n += 1
-        if self.enabled:
-            sys.stderr.write(f"\rvalidating {self.n}/{self.total} {path.name[:40]:<40}")
-            sys.stderr.flush()
+        if not self.enabled:
+            return
+        if self.tty:
+            self._write(f"\rvalidating {self.n}/{self.total} {path.name[:40]:<40}")
+        elif self.n == 1 or self.n % self.every == 0:
+            self._write(f"becare: validating {self.n}/{self.total} {path.name}\n")
 
     def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 70 + "\r")
+        self.marks.append(time.perf_counter())
+        if not self.enabled:
+            return
+        if self.tty:
+            self._write("\r" + " " * 70 + "\r")
+        elapsed = self.marks[-1] - self.marks[0]
+        self._write(f"becare: validated {self.n} file(s) in {elapsed:.1f} s\n")
+
+    def durations(self) -> list[float]:
+        """Seconds spent on each file, in order (valid after ``done()``)."""
+        return [round(b - a, 6) for a, b in zip(self.marks, self.marks[1:], strict=False)]

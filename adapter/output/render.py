@@ -6,7 +6,8 @@ Pure functions returning strings: the CLI decides where they go.
 from __future__ import annotations
 
 import json
-import os
+import re
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -89,31 +90,63 @@ def render_text(reports: Sequence[Report], *, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+SECONDS = "seconds"  # Report.extra key: wall time spent on that input, shown as the JUnit test time
+
+# XML 1.0 forbids most control characters even when escaped, and lone surrogates cannot be written
+# as UTF-8; messages may quote bad input.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return escape(_XML_ILLEGAL.sub("\ufffd", text))
+
+
+def _xml_attr(text: str) -> str:
+    return quoteattr(_XML_ILLEGAL.sub("\ufffd", text))
+
+
+def _seconds(report: Report) -> float:
+    value = report.extra.get(SECONDS, 0.0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _fatal(report: Report) -> bool:
+    return any(i.severity == "fatal" for i in report.issues)
+
+
 def render_junit(reports: Sequence[Report], *, suite: str = "becare validate") -> str:
-    """JUnit XML: one test case per validated input; errors are failures, the rest goes to
-    system-out so CI systems show it without failing the build."""
-    failures = sum(1 for r in reports if r.has_errors)
+    """JUnit XML in the classic (Jenkins/Ant) layout that CI systems display: one test case per
+    validated input. Inputs that could not be validated (fatal: unreadable, unparseable) are
+    ``<error>``s, inputs with error issues are ``<failure>``s; warnings and notes go to
+    ``system-out`` so they are visible without failing the build."""
+    errored = sum(1 for r in reports if _fatal(r))
+    failed = sum(1 for r in reports if r.has_errors and not _fatal(r))
+    total_time = f"{sum(_seconds(r) for r in reports):.3f}"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    counts = f'tests="{len(reports)}" failures="{failed}" errors="{errored}"'
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuites name={quoteattr(suite)} tests="{len(reports)}" failures="{failures}" errors="0">',
-        f'  <testsuite name={quoteattr(suite)} tests="{len(reports)}" failures="{failures}" errors="0" '
-        f'skipped="0" timestamp="{stamp}" hostname={quoteattr(os.uname().nodename)}>',
+        f'<testsuites name={_xml_attr(suite)} {counts} time="{total_time}">',
+        f'  <testsuite name={_xml_attr(suite)} {counts} skipped="0" time="{total_time}" '
+        f"timestamp={quoteattr(stamp)} hostname={_xml_attr(socket.gethostname() or 'localhost')}>",
     ]
     for report in reports:
         name = report.source or "input"
-        out.append(f'    <testcase classname={quoteattr("becare.validate")} name={quoteattr(name)} time="0">')
+        out.append(
+            f'    <testcase classname="becare.validate" name={_xml_attr(name)} time="{_seconds(report):.3f}">'
+        )
         issues = sort_issues(report.issues)
         errors = [i for i in issues if i.is_error]
         if errors:
+            tag, kind = ("error", "unreadable-input") if _fatal(report) else ("failure", "fhir-validation")
             body = "\n".join(_plain(i) for i in errors)
             message = f"{len(errors)} error(s): {errors[0].message}"
             out.append(
-                f'      <failure message={quoteattr(message)} type="fhir-validation">{escape(body)}</failure>'
+                f"      <{tag} message={_xml_attr(message)} type={quoteattr(kind)}>{_xml_text(body)}</{tag}>"
             )
         rest = [i for i in issues if not i.is_error]
         if rest:
-            out.append(f"      <system-out>{escape(chr(10).join(_plain(i) for i in rest))}</system-out>")
+            out.append(f"      <system-out>{_xml_text(chr(10).join(_plain(i) for i in rest))}</system-out>")
         out.append("    </testcase>")
     out.append("  </testsuite>")
     out.append("</testsuites>")

@@ -337,20 +337,11 @@ def render_rules_markdown(lang: str | None = None, catalog: Catalog | None = Non
 
 
 def explain(rule_id: str, lang: str = "en", catalog: Catalog | None = None) -> str:
-    """Plain-text explanation of one rule for ``becare explain`` (raises UnknownRuleError)."""
+    """Plain-text explanation of one rule for ``becare explain`` (raises UnknownRuleError).
+
+    Kept here for existing callers; the content is built by ``adapter.rules.explainer``.
+    """
     _check_lang(lang)
-    cat = catalog or load_catalog()
-    rule = cat.rule(rule_id)
-    head = _HEAD[lang]
-    if rule.regional:
-        sev = ", ".join(f"{cat.regions[r].label(lang)}: {rule.severity[r]}" for r in REGIONS)
-    else:
-        sev = rule.severity[REGIONS[0]]
-    lines = [
-        f"{rule.id} (rulebook {cat.version})",
-        rule.title[lang],
-        f"{head[1]}: {sev}",
-        f"{head[3]}: {rule.fix[lang]}",
-        f"{head[2]}: {rule.source} ({rule.lines})",
-    ]
-    return "\n".join(lines) + "\n"
+    from adapter.rules.explainer import explanation, render_text
+
+    return render_text(explanation(rule_id, lang, catalog))
