@@ -38,6 +38,7 @@ from adapter.forwarding.metahub import MetahubError, parse_answer
 from adapter.forwarding.mhd import PROVIDE_BUNDLE_PROFILE, provide_document_bundle, unwrap
 from adapter.forwarding.settings import AuthConfig, DestinationConfig, settings_from_dict
 from adapter.outbox import Outbox, idempotency_key
+from adapter.rules import UnknownRegionError, check_rulebook
 
 ROOT = Path(__file__).resolve().parent.parent
 SSIN_SYSTEM = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
@@ -89,6 +90,47 @@ def test_bundle_region_order_explicit_then_extension_then_postal_code() -> None:
     assert bundle_region(care_bundle(None)) is None
     assert person_ssin(care_bundle()) == SSIN
     assert person_ssin(care_bundle(ssin=None)) is None
+
+
+def test_region_reading_follows_the_contract_on_the_edges() -> None:
+    """Another Patient never lends its postal code; an address abroad or marked ``old`` is not
+    where the person lives; an ext-region from another code system is not our region."""
+    assert bundle_region(care_bundle(None)) is None  # the other Patient lives in 4700
+    abroad = care_bundle("9000")
+    abroad["entry"][1]["resource"]["address"][1]["country"] = "NL"
+    assert bundle_region(abroad) == "brussels"  # the work address in Belgium is the next one
+    moved = care_bundle("9000")
+    moved["entry"][1]["resource"]["address"][1]["use"] = "old"
+    assert bundle_region(moved) == "brussels"
+    foreign = care_bundle("9000", region_ext="wallonia")
+    foreign["entry"][2]["resource"]["extension"][0]["valueCoding"]["system"] = "urn:other"
+    assert bundle_region(foreign) == "flanders"
+    assert bundle_region(care_bundle("B-4700")) == "german-speaking"
+    assert bundle_region(care_bundle("9000"), "Wallonie") == "wallonia"  # names in our languages
+    with pytest.raises(UnknownRegionError):
+        bundle_region(care_bundle(), "atlantis")
+    spaced = care_bundle(ssin="85.07.30-033.28")
+    assert person_ssin(spaced) == SSIN
+
+
+def test_routing_and_rulebook_agree_on_every_sample() -> None:
+    samples = sorted((ROOT / "samples").rglob("*.json"))
+    assert len(samples) > 20
+    for path in samples:
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        expected = check_rulebook(bundle, region=None, lang="en").region
+        assert bundle_region(bundle) == expected, path.name
+        without_ext = json.loads(json.dumps(bundle))
+        for entry in without_ext.get("entry", []):
+            entry["resource"].pop("extension", None)
+        assert bundle_region(without_ext) == check_rulebook(without_ext, region=None, lang="en").region
+
+
+def test_router_rejects_an_unknown_region_as_the_callers_mistake() -> None:
+    with pytest.raises(RoutingError) as err:
+        Router(routed_settings()).route(care_bundle(), region="atlantis")
+    assert err.value.code == "invalid" and err.value.problems
+    assert err.value.problems[0].pointer == "region" and "atlantis" in err.value.message
 
 
 # -- settings ----------------------------------------------------------------------------------

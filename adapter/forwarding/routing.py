@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.rules.catalog import UnknownRegionError
+
 from .metahub import MetahubError, MetahubLocator
 from .region import bundle_region, person_ssin
 from .settings import Settings
@@ -65,10 +67,13 @@ class Router:
     def route(
         self, bundle: dict[str, Any], *, region: str | None = None, destination: str | None = None
     ) -> RouteDecision:
-        """Decide for one bundle. Raises ``RoutingError`` for an unknown explicit destination
-        (``invalid``) or an unreachable metahub (``unavailable``)."""
+        """Decide for one bundle. Raises ``RoutingError`` for an unknown explicit destination or
+        region (``invalid``) or an unreachable metahub (``unavailable``)."""
         s = self.settings
-        resolved = bundle_region(bundle, region)
+        try:
+            resolved = bundle_region(bundle, region)
+        except UnknownRegionError as exc:
+            raise RoutingError(str(exc), pointer="region") from None
         if destination is not None:
             if not s.routing.allow_explicit:
                 raise RoutingError("explicit destinations are not allowed by the configuration")

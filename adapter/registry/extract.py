@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapter.registry.store import EpisodeRole
+from adapter.registry.model import EpisodeRole
 from adapter.rules.checks import coordinators, episode_key
 from adapter.rules.situation import Situation
 

@@ -4,23 +4,32 @@ IC-ONE-1/2 ("never more than one coordinator or case manager per person") cannot
 one bundle. The registry remembers the roles of every accepted bundle. Persons are keyed by a
 salted SHA-256 of their SSIN so the database never holds an SSIN in clear; the salt comes from
 ``BECARE_REGISTRY_SALT`` or, failing that, a random value stored once in the database.
+
+``record`` checks and stores under the person's lock (see ``adapter.registry.db``), so of two
+conflicting submissions recorded at the same moment exactly one is told it is the only one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Integer, String, create_engine, delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Date, DateTime, Integer, String, Text, delete, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from adapter.registry.conflicts import Conflict, find_conflicts
+from adapter.registry.db import Locks, RegistryError, create_schema, make_engine, normalise_url
+from adapter.registry.model import ACTIVE_STATUSES, EpisodeRole
+
 SALT_ENV = "BECARE_REGISTRY_SALT"
-ACTIVE_STATUSES = ("active", "onhold")
+log = logging.getLogger("becare.registry")
 
 
 class _Base(DeclarativeBase):
@@ -38,44 +47,64 @@ class _Role(_Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_key: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(32))
-    holder: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    episode_key: Mapped[str] = mapped_column(String(512), index=True)
+    # Text: identifiers and references have no length limit in FHIR, and PostgreSQL (unlike
+    # SQLite) refuses a value longer than a VARCHAR's length.
+    holder: Mapped[str | None] = mapped_column(Text, nullable=True)
+    episode_key: Mapped[str] = mapped_column(Text, index=True)
     period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     period_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     status: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    def to_role(self) -> EpisodeRole:
+        return EpisodeRole(
+            self.person_key,
+            self.role,
+            self.holder,
+            self.episode_key,
+            self.period_start,
+            self.period_end,
+            self.status,
+            self.source,
+        )
 
 
 @dataclass(frozen=True)
-class EpisodeRole:
-    person_key: str
-    role: str  # care-coordinator | case-manager
-    holder: str | None  # "nihdi:<number>", "patient", or a reference
-    episode_key: str
-    start: dt.date | None
-    end: dt.date | None
-    status: str
-    source: str | None = None
+class Recorded:
+    """What ``record`` did: the roles stored, and the roles of other episodes they collide with
+    (found under the person's lock, so concurrent submissions cannot both miss each other)."""
+
+    stored: int
+    conflicts: tuple[Conflict, ...] = ()
 
 
 class EpisodeRegistry:
-    """SQLAlchemy store of episode roles; SQLite by default, any SQLAlchemy URL (PostgreSQL) works."""
+    """SQLAlchemy store of episode roles; SQLite by default, PostgreSQL by URL."""
 
     def __init__(self, url: str = "sqlite:///becare.db", *, salt: str | None = None) -> None:
-        self.url = url
-        self._engine: Engine = create_engine(url, future=True)
-        _Base.metadata.create_all(self._engine)
-        self._salt = salt or os.environ.get(SALT_ENV) or self._stored_salt()
+        self.url = normalise_url(url)
+        self._engine = make_engine(self.url)
+        self._locks = Locks(self._engine)
+        try:
+            create_schema(self._engine, _Base.metadata)
+            self._salt = salt or os.environ.get(SALT_ENV) or self._stored_salt()
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise RegistryError(f"cannot use the registry database: {exc.orig or exc}") from exc
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
 
     def _stored_salt(self) -> str:
-        with Session(self._engine) as session:
+        with self._locks.local(), Session(self._engine) as session:
             row = session.get(_Meta, "salt")
             if row is None:
                 session.add(_Meta(key="salt", value=secrets.token_hex(32)))
                 try:
                     session.commit()
-                except Exception:  # another process created it first
+                except IntegrityError:  # another process stored its salt first: use that one
                     session.rollback()
                 row = session.get(_Meta, "salt")
             assert row is not None
@@ -86,33 +115,45 @@ class EpisodeRegistry:
         digits = "".join(ch for ch in ssin if ch.isdigit())
         return hashlib.sha256(f"{self._salt}:{digits}".encode()).hexdigest()
 
-    def record(self, bundle: dict[str, Any], *, source: str | None = None) -> int:
+    def record(
+        self, bundle: dict[str, Any], *, source: str | None = None, exclusive: bool = False
+    ) -> Recorded:
         """Store the roles of the episodes of an accepted bundle (replacing earlier versions of
-        the same episodes). Episodes whose person has no SSIN cannot be keyed and are skipped.
-        Returns the number of roles stored."""
+        the same episodes) and report the other episodes they collide with. ``exclusive``
+        stores nothing when there is a collision: a caller that records *before* accepting
+        gets an atomic "claim the coordinator role". Episodes whose person has no SSIN cannot
+        be keyed and are skipped."""
         from adapter.registry.extract import extract_roles
 
         roles = extract_roles(bundle, self.person_key, source=source)
+        if not roles:
+            return Recorded(0)
+        persons = {r.person_key for r in roles}
+        episodes = {r.episode_key for r in roles}
         now = dt.datetime.now(dt.UTC)
-        with Session(self._engine) as session, session.begin():
-            keys = {r.episode_key for r in roles}
-            if keys:
-                session.execute(delete(_Role).where(_Role.episode_key.in_(keys)))
-            for r in roles:
-                session.add(
-                    _Role(
-                        person_key=r.person_key,
-                        role=r.role,
-                        holder=r.holder,
-                        episode_key=r.episode_key,
-                        period_start=r.start,
-                        period_end=r.end,
-                        status=r.status,
-                        source=r.source,
-                        recorded_at=now,
-                    )
+        with self._locks.local(), Session(self._engine) as session, session.begin():
+            self._locks.take(session.connection(), persons | episodes)
+            existing = session.scalars(
+                select(_Role).where(
+                    _Role.person_key.in_(persons),
+                    _Role.status.in_(ACTIVE_STATUSES),
+                    _Role.episode_key.not_in(episodes),
                 )
-        return len(roles)
+            ).all()
+            conflicts = tuple(find_conflicts(roles, (r.to_role() for r in existing)))
+            if conflicts and exclusive:
+                return Recorded(0, conflicts)
+            session.execute(delete(_Role).where(_Role.episode_key.in_(episodes)))
+            session.add_all(_row(r, now) for r in roles)
+        for c in conflicts:  # accepted anyway (the caller decided): make the double role visible
+            log.warning(
+                "%s of episode %s overlaps episode %s (source %s) for the same person",
+                c.role.role,
+                c.role.episode_key,
+                c.other.episode_key,
+                c.other.source,
+            )
+        return Recorded(len(roles), conflicts)
 
     def active_roles(self, ssin_hash: str, role: str, at: dt.date | None = None) -> list[EpisodeRole]:
         """Roles of that person with an active status (and, given ``at``, a period containing it)."""
@@ -121,24 +162,16 @@ class EpisodeRegistry:
             .where(_Role.person_key == ssin_hash, _Role.role == role, _Role.status.in_(ACTIVE_STATUSES))
             .order_by(_Role.id)
         )
-        with Session(self._engine) as session:
-            rows = session.scalars(stmt).all()
-            out = [
-                EpisodeRole(
-                    r.person_key,
-                    r.role,
-                    r.holder,
-                    r.episode_key,
-                    r.period_start,
-                    r.period_end,
-                    r.status,
-                    r.source,
-                )
-                for r in rows
-            ]
+        with self._locks.local(), Session(self._engine) as session:
+            out = [r.to_role() for r in session.scalars(stmt).all()]
         if at is not None:
             out = [r for r in out if (r.start is None or r.start <= at) and (r.end is None or at <= r.end)]
         return out
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _row(role: EpisodeRole, now: dt.datetime) -> _Role:
+    fields = dataclasses.asdict(role)
+    return _Role(period_start=fields.pop("start"), period_end=fields.pop("end"), recorded_at=now, **fields)

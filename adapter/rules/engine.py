@@ -16,7 +16,7 @@ from typing import Any
 from adapter.rules import checks
 from adapter.rules.catalog import LANGS, Catalog, CatalogError, Rule, load_catalog
 from adapter.rules.checks import Finding, RuleContext
-from adapter.rules.situation import BECARE, EPISODE_TYPE, EXT_REGION, REGION_CS, Node, Situation, codes
+from adapter.rules.situation import BECARE, EPISODE_TYPE, Node, Situation, codes, resolve_region
 from adapter.validation.issues import Issue
 
 
@@ -86,48 +86,6 @@ def in_scope(situation: Situation) -> bool:
         if any(isinstance(p, str) and p.startswith(BECARE) for p in profiles):
             return True
     return any(codes(ep.node.resource.get("type") or [], EPISODE_TYPE) for ep in situation.episodes)
-
-
-def _postal_region(catalog: Catalog, patient: Node | None) -> str | None:
-    if patient is None:
-        return None
-    addresses = [a for a in patient.resource.get("address") or () if isinstance(a, dict)]
-    addresses.sort(key=lambda a: 0 if a.get("use") == "home" else 1)
-    for addr in addresses:
-        country = str(addr.get("country") or "BE").strip().upper()
-        code = str(addr.get("postalCode") or "").strip()
-        if (
-            country in ("BE", "BEL", "BELGIUM", "BELGIQUE", "BELGIË", "BELGIEN")
-            and code.isdigit()
-            and len(code) == 4
-        ):
-            region = catalog.region_for_postal_code(int(code))
-            if region:
-                return region
-    return None
-
-
-def resolve_region(
-    situation: Situation, option: str | None, catalog: Catalog | None = None
-) -> tuple[str | None, str]:
-    """CONTRACT section 4: the option, else ``ext-region``, else the person's postal code.
-    Returns (region, how) with how in option | ext-region | postal-code | unknown."""
-    cat = catalog or load_catalog()
-    if option:
-        return cat.normalize_region(option), "option"
-    for ep in situation.episodes:
-        for ext in ep.node.resource.get("extension") or ():
-            if isinstance(ext, dict) and ext.get("url") == EXT_REGION:
-                coding = ext.get("valueCoding") or {}
-                code = coding.get("code")
-                if coding.get("system", REGION_CS) == REGION_CS and code in cat.regions:
-                    return code, "ext-region"
-    patients = [ep.patient for ep in situation.episodes if ep.patient] + situation.of("Patient")
-    for patient in patients:
-        region = _postal_region(cat, patient)
-        if region:
-            return region, "postal-code"
-    return None, "unknown"
 
 
 def normalize_lang(lang: str | None) -> str:

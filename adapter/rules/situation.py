@@ -3,15 +3,20 @@
 Every rule looks at the same few links (episode -> patient, team, care manager; plan -> goals,
 tasks; consents of the person). Resolving them once here, with the FHIRPath location of every
 resource, keeps each rule a few lines and the whole rulebook cheap on a 25-entry bundle.
+It is also the one reader of "whose situation, in which region" (CONTRACT section 4) for the
+rulebook, the registry and forwarding, so that routing and the rules never disagree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import functools
+import re
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapter.rules.catalog import Catalog, load_catalog
 from adapter.rules.identifiers import classify_system
 
 BECARE = "https://becare.dev/fhir"
@@ -32,6 +37,8 @@ ENDED_EPISODE = frozenset({"finished", "cancelled", "entered-in-error"})
 CLOSED_TASK = frozenset({"cancelled", "entered-in-error"})
 OPEN_TASK = frozenset({"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"})
 PROFESSIONAL_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+BELGIUM = frozenset({"BE", "BEL", "BELGIUM", "BELGIQUE", "BELGIË", "BELGIEN"})
+_POSTAL = re.compile(r"(?:B-)?([0-9]{4})", re.IGNORECASE)
 
 
 @dataclass(eq=False)
@@ -344,6 +351,54 @@ class Situation:
                 out.append(team)
         return out
 
+    # --- whose situation, in which region (CONTRACT section 4) -----------------------------
+    @functools.cached_property
+    def person(self) -> Node | None:
+        """The person the input is about: the patient of the first episode whose patient
+        resolves to a Patient, else the first Patient. Other Patients (a relative recorded as a
+        Patient, say) never lend the person their SSIN or their postal code."""
+        for ep in self.episodes:
+            if ep.patient is not None and ep.patient.type == "Patient":
+                return ep.patient
+        patients = self.of("Patient")
+        return patients[0] if patients else None
+
+    def person_ssin(self) -> str | None:
+        """The person's SSIN, digits only (as the metahub and the registry key it)."""
+        value = self.ssin_of(self.person)
+        digits = re.sub(r"\D", "", value) if value else ""
+        return digits or None
+
+    def region_extension(self, known: Container[str]) -> str | None:
+        """The first ``ext-region`` code of an episode that is one of ``known`` regions."""
+        for ep in self.episodes:
+            for ext in ep.node.resource.get("extension") or ():
+                if not isinstance(ext, dict) or ext.get("url") != EXT_REGION:
+                    continue
+                coding = ext.get("valueCoding")
+                if not isinstance(coding, dict):
+                    continue
+                code = coding.get("code")
+                if coding.get("system", REGION_CS) == REGION_CS and isinstance(code, str) and code in known:
+                    return code
+        return None
+
+    def person_postal_codes(self) -> list[str]:
+        """The person's Belgian postal codes, home address first; ``old`` addresses and
+        addresses abroad (an explicit non-Belgian country) are not where the person lives."""
+        addresses = [
+            a
+            for a in (self.person.resource.get("address") or () if self.person else ())
+            if isinstance(a, dict) and a.get("use") != "old"
+        ]
+        addresses.sort(key=lambda a: 0 if a.get("use") == "home" else 1)
+        out = []
+        for addr in addresses:
+            country = str(addr.get("country") or "BE").strip().upper()
+            if country in BELGIUM and isinstance(addr.get("postalCode"), str):
+                out.append(addr["postalCode"])
+        return out
+
     def ssin_of(self, node: Node | None) -> str | None:
         if node is None:
             return None
@@ -352,6 +407,34 @@ class Situation:
             if kind and kind[0] == "ssin" and isinstance(ident.get("value"), str):
                 return ident["value"]
         return None
+
+
+def postal_code_region(postal_code: Any, catalog: Catalog | None = None) -> str | None:
+    """The region of a Belgian postal code (``B-`` prefix tolerated) from the rulebook's postal
+    ranges; anything else (foreign, malformed, out of range) has none."""
+    match = _POSTAL.fullmatch(postal_code.strip()) if isinstance(postal_code, str) else None
+    if match is None:
+        return None
+    return (catalog or load_catalog()).region_for_postal_code(int(match.group(1)))
+
+
+def resolve_region(
+    situation: Situation, option: str | None, catalog: Catalog | None = None
+) -> tuple[str | None, str]:
+    """CONTRACT section 4: the option, else ``ext-region``, else the person's postal code.
+    Returns (region, how) with how in option | ext-region | postal-code | unknown. An unknown
+    option raises ``UnknownRegionError``: bad usage, never silently "no region"."""
+    cat = catalog or load_catalog()
+    if option:
+        return cat.normalize_region(option), "option"
+    region = situation.region_extension(cat.regions)
+    if region:
+        return region, "ext-region"
+    for code in situation.person_postal_codes():
+        region = postal_code_region(code, cat)
+        if region:
+            return region, "postal-code"
+    return None, "unknown"
 
 
 def _identifier_key(ident: Any) -> str | None:
