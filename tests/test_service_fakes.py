@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from adapter.fhirio import parse
@@ -55,8 +56,9 @@ class FakeValidator:
 class RecordingRegistry:
     recorded: list[tuple[dict[str, Any], str | None]] = field(default_factory=list)
 
-    def record(self, bundle: dict[str, Any], *, source: str | None = None) -> None:
+    def record(self, bundle: dict[str, Any], *, source: str | None = None, exclusive: bool = False) -> Any:
         self.recorded.append((bundle, source))
+        return SimpleNamespace(stored=1, conflicts=())
 
 
 def bundle(identifier: str = "b-1", *, valid: bool = True, ssin: str = "85073003328",

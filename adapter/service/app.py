@@ -349,6 +349,10 @@ def create_app(
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         if rtype != "Bundle":
             raise ServiceError(400, "not-a-bundle", code="not-supported", value=str(rtype)[:60])
+        if not report.has_errors:
+            # claim the person's coordinator / case-manager roles atomically: a concurrent
+            # submission may have taken one since this bundle was validated
+            report = await run_in_threadpool(_claim, resource, call) or report
         if report.has_errors:
             state.audit.record("accept", who=call.principal.id, what=_what(resource), outcome="rejected",
                                detail="validation errors", sync=True)
@@ -380,12 +384,29 @@ def create_app(
                                         client=who)
         state.audit.record("accept", who=who, what=delivery.id, outcome="success",
                            detail=f"status {delivery.status}", sync=True)
-        if state.registry is not None:
-            try:
-                state.registry.record(bundle, source=who)
-            except Exception:  # accepted durably already; the registry only sharpens IC-ONE-1/2
-                log.exception("episode registry update failed for delivery %s", delivery.id)
         return delivery
+
+    def _claim(bundle: dict[str, Any], call: Call) -> Any:
+        """Record the bundle's episode roles before it is accepted, under the registry's
+        per-person lock, storing nothing if they collide (IC-ONE-1/2 across concurrent callers).
+        On a collision the bundle is validated again, now against the registry that holds the
+        other episode, and that report (with the rule's own message) is returned; None means
+        go ahead. A registry that cannot be reached does not block acceptance: IC-ONE-1/2 were
+        already judged at validation time, and nothing accepted may be lost."""
+        if state.registry is None:
+            return None
+        who = call.principal.id
+        try:
+            recorded = state.registry.record(bundle, source=who, exclusive=True)
+            if not getattr(recorded, "conflicts", ()):
+                return None
+            report = _validator().validate(bundle, _options(call, with_registry=True))
+            if report.has_errors:
+                return report
+            state.registry.record(bundle, source=who)  # the rule is not an error in this region
+        except Exception:
+            log.exception("episode registry update failed")  # no identifiers in the message
+        return None
 
     def _route(bundle: dict[str, Any], region: str | None, destination: str | None) -> Any:
         try:
