@@ -1,0 +1,41 @@
+"""Run-wide defaults for the helpers, set once by the plugin from the command line and ini file.
+
+The helpers are plain functions (usable without fixtures), so the options reach them through this
+module rather than through arguments every test would have to thread along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+REGIONS = ("flanders", "wallonia", "brussels", "german-speaking")
+LANGS = ("en", "fr", "nl", "de")
+
+
+@dataclass
+class Defaults:
+    region: str | None = None  # None: the bundle's ext-region or the person's postal code decides
+    lang: str = "en"
+    allow: tuple[str, ...] = ()  # rule ids, issue codes or message ids tolerated everywhere
+
+
+current = Defaults()
+
+
+def configure(*, region: str | None, lang: str | None, allow: tuple[str, ...] = ()) -> None:
+    """Validate and install the defaults; a bad value is a usage error, reported before any test runs."""
+    if region is not None and region not in REGIONS:
+        raise ValueError(f"unknown region {region!r} (one of: {', '.join(REGIONS)})")
+    if lang is not None and lang not in LANGS:
+        raise ValueError(f"unknown language {lang!r} (one of: {', '.join(LANGS)})")
+    current.region = region
+    current.lang = lang or "en"
+    current.allow = tuple(allow)
+
+
+def snapshot() -> Defaults:
+    return replace(current)
+
+
+def restore(saved: Defaults) -> None:
+    current.region, current.lang, current.allow = saved.region, saved.lang, saved.allow
