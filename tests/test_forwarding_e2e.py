@@ -137,7 +137,7 @@ def test_dead_letter_then_manual_replay(
         assert d.id in capsys.readouterr().out
         hub.state.always = None
         assert outbox_cli(["retry", d.id, "--db", db]) == 0
-        assert "pending again" in capsys.readouterr().out
+        assert "queued again for delivery" in capsys.readouterr().out
         wait_for(lambda: fw.outbox.get(d.id).status == "delivered", what="replayed delivery")
         assert outbox_cli(["retry", d.id, "--db", db]) == 1  # delivered: nothing to replay
         assert "only dead or blocked" in capsys.readouterr().err

@@ -151,7 +151,8 @@ def _retry(args: argparse.Namespace) -> int:
         d = box.retry(args.id, who="cli")
     finally:
         box.close()
-    print(f"delivery {d.id} is {d.status} again (destination {d.destination})")
+    # the status read back may already be a worker's (in-flight, delivered): say what was done
+    print(f"delivery {d.id} queued again for delivery (destination {d.destination}; now {d.status})")
     return EXIT_OK
 
 
