@@ -102,10 +102,13 @@ class ElementRule:
     # False on a profile's element that neither the profile nor its parent profiles touch
     # (nor any element below it): the walk against the base definition already checked it.
     constrained: bool = True
+    # False on a profile's element touched only in its cardinality or documentation, with nothing
+    # touched below it: counted by its parent's walk, not walked into (see structures.py)
+    descend: bool = True
     # the constraints the walker evaluates (not the structural ele-1 / ext-1), filled lazily
     evaluable: tuple[dict[str, Any], ...] | None = None
-    required: tuple[ElementRule, ...] | None = None  # children with min > 0, filled lazily
     plain: bool | None = None  # a primitive with no constraint beyond its datatype (walker)
+    child_plan: Any = None  # the walker's plan for the JSON properties under this element
     # (target profiles of a Reference, the resource types they allow), filled lazily
     reference_targets: tuple[list[str], frozenset[str]] | None = None
     # filled lazily by the structure index: JSON key -> (rule, type code)

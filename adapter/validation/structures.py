@@ -24,11 +24,15 @@ class StructureIndex:
         self.broken: dict[str, str] = {}  # url -> why it cannot be used
 
     def get(self, url_or_type: str) -> CompiledStructure | None:
-        key = url_or_type if "/" in url_or_type else SD_BASE + url_or_type
         try:
-            return self._compiled[key]
+            return self._compiled[url_or_type]  # a URL, or a type name seen before
         except KeyError:
             pass
+        key = url_or_type if "/" in url_or_type else SD_BASE + url_or_type
+        if key != url_or_type and key in self._compiled:
+            with self._lock:
+                self._compiled[url_or_type] = self._compiled[key]
+            return self._compiled[key]
         compiled: CompiledStructure | None = None
         try:
             sd = self.store.structure_definition(key)
@@ -44,12 +48,13 @@ class StructureIndex:
             mark_constrained(compiled, self._touched(sd))
         with self._lock:
             self._compiled[key] = compiled
+            self._compiled[url_or_type] = compiled
         return compiled
 
-    def _touched(self, sd: Any) -> set[str] | None:
+    def _touched(self, sd: Any) -> dict[str, set[str]] | None:
         """Element ids that this profile or one of the profiles it derives from states in its
         differential; None when that cannot be known (then every element counts as touched)."""
-        touched: set[str] = set()
+        touched: dict[str, set[str]] = {}
         seen: set[str] = set()
         while isinstance(sd, dict) and sd.get("derivation") == "constraint":
             url = sd.get("url", "")
@@ -59,7 +64,8 @@ class StructureIndex:
             elements = (sd.get("differential") or {}).get("element")
             if not elements or any(not isinstance(e, dict) or not e.get("id") for e in elements):
                 return None
-            touched.update(e["id"] for e in elements)
+            for e in elements:
+                touched.setdefault(e["id"], set()).update(e)
             base = sd.get("baseDefinition")
             if not isinstance(base, str):
                 return None
@@ -123,17 +129,46 @@ class StructureIndex:
 _ID_STEP = re.compile(r"[.:]")
 
 
-def mark_constrained(compiled: CompiledStructure, touched: set[str] | None) -> None:
-    """Flag the elements a profile walk may skip: those with no touched element at or below
-    them. Why it is sound: an untouched element of a profile's snapshot is the base element,
-    which the walk against the base definition has already checked item by item."""
+# Keys of a differential element that change nothing the walk of that element checks: its
+# documentation, and its cardinality (which the walk of its parent checks).
+_NOT_CHECKED_BELOW = frozenset(
+    {
+        "id", "path", "min", "max", "short", "definition", "comment", "requirements", "alias",
+        "mustSupport", "isSummary", "isModifier", "isModifierReason", "label", "code", "mapping",
+        "example", "extension", "base", "meaningWhenMissing", "orderMeaning", "condition",
+    }
+)  # fmt: skip
+
+
+def _with_prefixes(ids: Any, *, strict: bool = False) -> set[str]:
+    out: set[str] = set()
+    for elem_id in ids:
+        for m in _ID_STEP.finditer(elem_id):
+            out.add(elem_id[: m.start()])
+        if not strict:
+            out.add(elem_id)
+    return out
+
+
+def mark_constrained(compiled: CompiledStructure, touched: dict[str, set[str]] | None) -> None:
+    """Flag what a profile walk may skip. Why it is sound: an untouched element of a profile's
+    snapshot is the base element, which the walk against the base definition has already
+    checked item by item.
+
+    ``constrained`` is False for elements with nothing touched at or below them: skipped
+    outright. ``descend`` is False for elements touched only in their cardinality or
+    documentation, with nothing touched below: their parent's walk counts them, and walking
+    into them would only repeat the base walk."""
     if touched is None:
         return
-    prefixes: set[str] = set()
-    for elem_id in touched:
-        for m in _ID_STEP.finditer(elem_id):
-            prefixes.add(elem_id[: m.start()])
-        prefixes.add(elem_id)
+    constrained = _with_prefixes(touched)
+    parents = _with_prefixes(touched, strict=True)
+    meaningful = _with_prefixes(i for i, keys in touched.items() if keys - _NOT_CHECKED_BELOW)
     for elem_id, rule in compiled.by_id.items():
-        if rule is not compiled.root and elem_id not in prefixes:
+        if rule is compiled.root:
+            continue
+        if elem_id not in constrained:
             rule.constrained = False
+            rule.descend = False
+        elif elem_id not in parents and elem_id not in meaningful:
+            rule.descend = False

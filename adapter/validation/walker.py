@@ -293,10 +293,12 @@ class Walker:
                 return
             cstruct, owner = dt, dt.root
             cmap = json_children(dt.root, dt)
-            self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
+            if dt.root.evaluable != ():
+                self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
 
         self._children(value, cmap, owner, cstruct, expr, rc, profile_mode)
-        self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
+        if rule.evaluable != ():  # () once known to hold only structural constraints
+            self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
         if rule.binding and tcode in ("Coding", "CodeableConcept", "Quantity", "CodeableReference"):
             self.engine.bindings.check(self, value, tcode, rule.binding, expr, profile_mode)
         if rule.has_limits:
@@ -331,18 +333,21 @@ class Walker:
     ) -> None:
         # children needing the general path (arrays, choices, slicing, companions), by rule
         present: dict[int, tuple[ElementRule, list[tuple[str, str | None]]]] = {}
-        seen: set[int] = set()  # every child rule met, for the required check
+        plan = _plan(owner, cmap)
         is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
         for key, raw in value.items():
-            if key[:1] == "_":
-                base_key = key[1:]
-                if base_key in cmap:
-                    if base_key not in value:
-                        child, ctype = cmap[base_key]
-                        seen.add(id(child))
-                        present.setdefault(id(child), (child, []))[1].append((base_key, ctype))
-                    if not profile_mode:
-                        self._primitive_companion(value, key, cmap[base_key], expr, rc)
+            step = plan.steps.get(key)
+            if step is None:
+                if key[:1] == "_":
+                    base_key = key[1:]
+                    if base_key in cmap:
+                        if base_key not in value:
+                            child, ctype = cmap[base_key]
+                            present.setdefault(id(child), (child, []))[1].append((base_key, ctype))
+                        if not profile_mode:
+                            self._primitive_companion(value, key, cmap[base_key], expr, rc)
+                        continue
+                elif key == "resourceType" and is_resource_root:
                     continue
                 if not profile_mode:
                     self.report(
@@ -353,40 +358,18 @@ class Walker:
                         message_id="Unrecognised_property",
                     )
                 continue
-            if key == "resourceType" and is_resource_root:
-                continue
-            entry = cmap.get(key)
-            if entry is None:
-                if not profile_mode:
-                    self.report(
-                        "error",
-                        "structure",
-                        f"{expr}.{key}",
-                        f"Unrecognized property '{key}'",
-                        message_id="Unrecognised_property",
-                    )
-                continue
-            child, ctype = entry
-            cid = id(child)
-            seen.add(cid)
+            child, ctype, kind = step
             if profile_mode and not child.constrained:
                 continue  # the base walk checked it; the profile changes nothing here
-            if (
-                child.max == 1
-                and raw is not None
-                and not isinstance(raw, list)
-                and child.min <= 1
-                and not child.is_choice
-                and not child.slicing
-                and not child.slices
-            ):
+            if kind and raw is not None and not isinstance(raw, list):
                 # the common case: one value where one is allowed, nothing sliced
-                ctype = ctype or _single_type(child)
-                if ctype in PRIMITIVE_TYPES and ctype != "xhtml" and _is_plain(child):
-                    # a primitive nothing but its datatype constrains: walk() reduced to its
-                    # one check (none at all for a profile: the base walk did it)
+                if profile_mode and not child.descend:
+                    continue  # one value satisfies its cardinality; nothing else to check
+                if kind == _PLAIN_PRIMITIVE:
+                    # nothing but its datatype constrains it: walk() reduced to its one check
+                    # (none at all for a profile: the base walk did it)
                     if not profile_mode:
-                        problem = check_primitive(raw, ctype, self.regexes)
+                        problem = check_primitive(raw, ctype, self.regexes)  # type: ignore[arg-type]
                         if problem:
                             self.report(
                                 "error",
@@ -397,9 +380,9 @@ class Walker:
                     continue
                 self.walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode=profile_mode)
                 continue
-            slot = present.get(cid)
+            slot = present.get(id(child))
             if slot is None:
-                present[cid] = (child, [(key, ctype)])
+                present[id(child)] = (child, [(key, ctype)])
             else:
                 slot[1].append((key, ctype))
 
@@ -489,18 +472,14 @@ class Walker:
                     continue
                 iexpr = f"{expr}.{key}"
                 ctype = ctype or _single_type(child)
+                if profile_mode and not child.descend and slice_rule is None:
+                    continue  # counted above; the profile checks nothing inside it
                 self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
                 if slice_rule is not None:
                     self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
 
-        if owner.json_children is cmap:
-            required = owner.required
-            if required is None:
-                required = owner.required = tuple(_required(cmap))
-        else:
-            required = tuple(_required(cmap))
-        for child in required:
-            if id(child) not in seen:
+        for child, keys in plan.required:
+            if not any(k in value for k in keys):
                 self.report(
                     "error",
                     "required",
@@ -664,6 +643,48 @@ class Walker:
         if compiled is not None:
             return compiled.type
         return url.rsplit("/", 1)[-1]
+
+
+_GENERAL, _SINGLE, _PLAIN_PRIMITIVE = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildPlan:
+    """How each JSON property under one element is walked, decided once per element rule:
+    ``steps`` maps a key to (child rule, type, kind) where kind says whether a single value
+    can take a fast path; ``required`` lists the required children with the keys (and ``_``
+    companions) any of which makes them present."""
+
+    steps: dict[str, tuple[ElementRule, str | None, int]]
+    required: tuple[tuple[ElementRule, tuple[str, ...]], ...]
+
+
+def _plan(owner: ElementRule, cmap: dict[str, tuple[ElementRule, str | None]]) -> _ChildPlan:
+    cached = owner.child_plan
+    if cached is not None and owner.json_children is cmap:
+        return cached  # type: ignore[no-any-return]
+    steps: dict[str, tuple[ElementRule, str | None, int]] = {}
+    keys_of: dict[int, list[str]] = {}
+    for key, (child, ctype) in cmap.items():
+        keys_of.setdefault(id(child), []).extend((key, "_" + key))
+        kind = _GENERAL
+        if (
+            child.max == 1
+            and child.min <= 1
+            and not child.is_choice
+            and not child.slicing
+            and not child.slices
+        ):
+            ctype = ctype or _single_type(child)
+            kind = _SINGLE
+            if ctype in PRIMITIVE_TYPES and ctype != "xhtml" and _is_plain(child):
+                kind = _PLAIN_PRIMITIVE
+        steps[key] = (child, ctype, kind)
+    required = tuple((child, tuple(keys_of[id(child)])) for child in _required(cmap))
+    plan = _ChildPlan(steps, required)
+    if owner.json_children is cmap:
+        owner.child_plan = plan
+    return plan
 
 
 def _is_plain(rule: ElementRule) -> bool:
