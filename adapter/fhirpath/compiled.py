@@ -325,45 +325,43 @@ def _c_inequality(node: dict[str, Any], root: bool) -> Fn:
     return inequality
 
 
-def _c_and(node: dict[str, Any], root: bool) -> Fn:
-    left, right, _ = _binary(node, root)
+def _junction(decisive: bool) -> Callable[[dict[str, Any], bool], Fn]:
+    """``and`` (decided by a false side) and ``or`` (by a true side), in three-valued logic:
+    the decisive value on either side wins, otherwise empty if a side is empty."""
 
-    def and_(focus: Coll, env: Env) -> Coll:
-        a = _bool3(left(focus, env))
-        if a is False:
-            return [False]
-        b = _bool3(right(focus, env))
-        if b is False:
-            return [False]
-        if a is None or b is None:
-            return []
-        return [True]
+    def make(node: dict[str, Any], root: bool) -> Fn:
+        left, right, _ = _binary(node, root)
 
-    return and_
+        def junction(focus: Coll, env: Env) -> Coll:
+            a = _bool3(left(focus, env))
+            if a is decisive:
+                return [decisive]
+            b = _bool3(right(focus, env))
+            if b is decisive:
+                return [decisive]
+            if a is None or b is None:
+                return []
+            return [not decisive]
+
+        return junction
+
+    return make
+
+
+_c_and = _junction(False)
+_or = _junction(True)
 
 
 def _c_or(node: dict[str, Any], root: bool) -> Fn:
-    left, right, op = _binary(node, root)
-    if op == "xor":
+    if _text(node) != "xor":
+        return _or(node, root)
+    left, right, _ = _binary(node, root)
 
-        def xor(focus: Coll, env: Env) -> Coll:
-            a, b = _bool3(left(focus, env)), _bool3(right(focus, env))
-            return [] if a is None or b is None else [a != b]
+    def xor(focus: Coll, env: Env) -> Coll:
+        a, b = _bool3(left(focus, env)), _bool3(right(focus, env))
+        return [] if a is None or b is None else [a != b]
 
-        return xor
-
-    def or_(focus: Coll, env: Env) -> Coll:
-        a = _bool3(left(focus, env))
-        if a is True:
-            return [True]
-        b = _bool3(right(focus, env))
-        if b is True:
-            return [True]
-        if a is None or b is None:
-            return []
-        return [False]
-
-    return or_
+    return xor
 
 
 def _c_implies(node: dict[str, Any], root: bool) -> Fn:
