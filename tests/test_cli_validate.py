@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -130,3 +131,42 @@ def test_registry_option_checks_across_submissions(
     oo = json.loads(capsys.readouterr().out)
     one = [i for i in oo["issue"] if any(c["code"] == "IC-ONE-1" for c in i["details"].get("coding", []))]
     assert one and all(i["severity"] == "information" for i in one)
+
+
+def _positions(issue: dict[str, Any]) -> tuple[int | None, int | None]:
+    ext = {e["url"].rsplit("-", 1)[-1]: e.get("valueInteger") for e in issue.get("extension", [])}
+    return ext.get("line"), ext.get("col")
+
+
+def test_xml_issues_carry_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 2: XML input gets line AND column, counted in characters as for JSON."""
+    path = tmp_path / "x.xml"
+    path.write_bytes(
+        "\r\n".join(
+            [
+                '<?xml version="1.0" encoding="UTF-8"?>',
+                "<!-- Zoë 𝄞 <gender value='decoy'/> -->",
+                '<Patient xmlns="http://hl7.org/fhir">',
+                '\t<name><text value="Zoë 𝄞"/></name><gender value="bogus"/>',
+                '\t<active value="true" colour="red"/>',
+                "</Patient>",
+            ]
+        ).encode()
+    )
+    assert main(["validate", "--format", "json", str(path)]) == 1
+    oo = json.loads(capsys.readouterr().out)
+    gender = next(i for i in oo["issue"] if i.get("expression") == ["Patient.gender"])
+    assert "bogus" in gender["details"]["text"]
+    assert _positions(gender) == (4, 36)  # the '<' of <gender>, in characters
+    colour = next(i for i in oo["issue"] if "colour" in i["details"]["text"])
+    assert _positions(colour) == (5, 23)  # a parse finding, at the attribute itself
+    assert colour["diagnostics"] == "[5,23]"
+
+
+def test_broken_xml_exit_2_with_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.xml"
+    path.write_text("<!-- é -->\n<Patient xmlns='http://hl7.org/fhir'>\n\t<active value='true'>\n</Patient>")
+    assert main(["validate", "--format", "json", str(path)]) == 2
+    (issue,) = json.loads(capsys.readouterr().out)["issue"]
+    assert issue["severity"] == "fatal" and issue["code"] == "invalid"
+    assert _positions(issue) == (4, 11)  # where lxml noticed: after the mismatched </Patient>

@@ -576,6 +576,153 @@ def test_locate_xml_on_one_line_and_multiline_tags() -> None:
     assert doc.locate("Patient.name[0].given[1]") == (1, 62)  # the tag starts on line 1, ends on 2
 
 
+# -- XML positions: columns as JSON counts them ------------------------------------------------------
+
+# CRLF line ends, tab indentation, characters of 2 and 4 UTF-8 bytes (one of them outside the
+# BMP), a comment before the root, comments holding look-alike tags and a CDATA section holding
+# markup, all in front of the elements located below.
+TRICKY_XML = "\r\n".join(
+    [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<!-- <name><given value="decoy"/></name> é -->',
+        '<Patient xmlns="http://hl7.org/fhir">',
+        '\t<text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml">'
+        "<![CDATA[<p>x</p>]]><p>é</p></div></text>",
+        '\t<name><text value="Zoë 𝄞"/><!-- <given/> --><given value="Ødegård"/>'
+        '<given id="g2" value="Åse"/></name>',
+        '\t<gender value="bogus"/>',
+        "</Patient>",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("Patient", (3, 1)),
+        ("Patient.text.div", (4, 35)),
+        ("Patient.name[0].given[0]", (5, 46)),  # 50 if bytes were counted, 47 in UTF-16 units
+        ("Patient.name[0].given[1]", (5, 70)),
+        ("Patient.gender", (6, 2)),
+        # primitives' attributes are located at the attribute name, as JSON locates the key
+        ("Patient.name[0].given[0].value", (5, 53)),
+        ("Patient.name[0].given[1].id", (5, 77)),
+        ("Patient.name[0].given[1].value", (5, 85)),
+        ("Patient.gender.value", (6, 10)),
+        ("Patient.gender.extension[0]", (6, 2)),  # missing: the deepest existing element
+    ],
+)
+@pytest.mark.parametrize("encoding", ["str", "utf-8", "utf-8-sig", "utf-16"])
+def test_locate_xml_columns_in_characters(expression: str, expected: tuple[int, int], encoding: str) -> None:
+    text = TRICKY_XML if encoding != "utf-16" else TRICKY_XML.replace('"UTF-8"', '"UTF-16"')
+    data: str | bytes = text if encoding == "str" else text.encode(encoding)
+    assert parse(data).locate(expression) == expected
+
+
+def test_locate_xml_counts_like_json() -> None:
+    """The same content laid out the same way is located at the same columns in both formats."""
+    as_json = '{"resourceType": "Patient",\r\n\t"gender": "x", "name": [{"text": "Zoë 𝄞", "family": "F"}]}'
+    as_xml = '<Patient xmlns="http://hl7.org/fhir">\r\n\t<gender value="x"/><name><text value="Zoë 𝄞"/>'
+    as_xml += '<family value="F"/></name></Patient>'
+    j, x = parse(as_json.encode()), parse(as_xml.encode())
+    assert j.locate("Patient.gender") == x.locate("Patient.gender") == (2, 2)
+    assert j.locate("Patient.name[0].family")[1] == as_json.splitlines()[1].index('"family"') + 1
+    assert x.locate("Patient.name[0].family")[1] == as_xml.splitlines()[1].index("<family") + 1
+
+
+def test_locate_xml_uses_the_text_as_sent() -> None:
+    # Text input loses its encoding declaration before lxml sees it; columns must not shift.
+    head = '<?xml version="1.0" encoding="UTF-8"?><Patient xmlns="http://hl7.org/fhir">'
+    doc = parse(head + '<gender value="x"/></Patient>')
+    assert doc.locate("Patient.gender") == (1, len(head) + 1)
+    # Bytes in a declared single-byte encoding are decoded as lxml decoded them.
+    latin = "<?xml version='1.0' encoding='ISO-8859-1'?>\n<Patient xmlns='http://hl7.org/fhir'>"
+    latin += "<name><family value='Müller'/><given value='Zoë'/></name></Patient>"
+    assert parse(latin.encode("latin-1")).locate("Patient.name[0].given[0]") == (2, 68)
+
+
+def test_locate_xml_multiline_start_tag_attribute() -> None:
+    xml = '<Patient xmlns="http://hl7.org/fhir"><name><given\n\tid="a"\r\n  value="b"/></name></Patient>'
+    doc = parse(xml)
+    assert doc.locate("Patient.name[0].given[0]") == (1, 44)
+    assert doc.locate("Patient.name[0].given[0].id") == (2, 2)
+    assert doc.locate("Patient.name[0].given[0].value") == (3, 3)
+
+
+def test_locate_xml_falls_back_to_the_line_when_text_and_tree_differ() -> None:
+    from adapter.fhirio.xmllocate import XmlLocator
+
+    root = etree.fromstring(b'<Patient xmlns="http://hl7.org/fhir">\n  <gender value="x"/>\n</Patient>')
+    # one start tag more in the text than in the tree: the n-th tag is not the n-th element
+    locator = XmlLocator(
+        root, '<Extra/><Patient xmlns="http://hl7.org/fhir">\n  <gender value="x"/>\n</Patient>'
+    )
+    assert locator.locate("Patient.gender") == (2, 3)
+    assert locator.locate("Patient.gender.value") == (2, 11)
+
+
+def test_xml_parse_findings_have_line_and_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter.fhirio import xmllocate
+
+    built: list[int] = []
+    real = xmllocate.XmlLocator
+
+    def counting(*args: Any) -> Any:
+        built.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(xmllocate, "XmlLocator", counting)
+    payload = (
+        '<Patient xmlns="http://hl7.org/fhir" xmlns:x="urn:x">\r\n'
+        '\t<!-- <active value="no" colour="blue"/> -->\r\n'
+        '\t<active value="yes"\r\n\t        colour="rød" x:note="n"/>\r\n'
+        '  <gender value="male">text</gender>'
+        '<contact><name><use><value value="x"/></use></name></contact>\r\n'
+        "</Patient>"
+    )
+    doc = parse(payload.encode())
+    found = {(i.message.split(" on ")[0], i.line, i.col) for i in doc.issues}
+    assert ("Unknown attribute 'colour'", 4, 10) in found  # the attribute, on the tag's 2nd line
+    assert ("Unknown attribute '{urn:x}note'", 4, 23) in found  # written x:note
+    assert ("Text content is not allowed in FHIR elements (use the value attribute)", 5, 3) in found
+    assert all(i.line is not None and i.col is not None for i in doc.issues)
+    # the index built for the findings is the one later locate() calls use
+    assert doc.located and doc.locate("Patient.contact[0].name") == (5, 46)
+    assert built == [1]
+    assert not parse(TRICKY_XML.replace("bogus", "male").replace("<![CDATA[<p>x</p>]]>", "")).located
+    assert built == [1]  # no finding, no index
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "position"),
+    [
+        ("<?xml version='1.0'?>\n<!-- é --><Patient/>", "structure", (2, 11)),
+        ("<!-- é --> <Pateint xmlns='http://hl7.org/fhir'/>", "structure", (1, 12)),
+        (  # lxml's own column (just after the bad end tag), in characters too: 39 in bytes
+            "<Patient xmlns='http://hl7.org/fhir'>\n\t<name><text value='Zoë 𝄞'></name>\n</Patient>",
+            "invalid",
+            (2, 35),
+        ),
+        ("<?xml version='1.0'?>\n<!-- é -->  <!DOCTYPE Patient><Patient/>", "security", (2, 13)),
+    ],
+)
+def test_xml_parse_errors_have_line_and_column(payload: str, code: str, position: tuple[int, int]) -> None:
+    for data in (payload, payload.encode()):
+        with pytest.raises(ParseError) as info:
+            parse(data)
+        assert info.value.code == code
+        assert (info.value.line, info.value.col) == position
+
+
+def test_too_deep_xml_error_has_line_and_column() -> None:
+    payload = "<Basic xmlns='http://hl7.org/fhir'>\n" + "\t<extension url='é'>" * 30 + "</extension>" * 30
+    payload += "</Basic>"
+    with pytest.raises(ParseError) as info:
+        parse(payload, limits=Limits(max_depth=10))
+    assert info.value.code == "too-costly"
+    assert (info.value.line, info.value.col) == (2, 1 + 20 * 9 + 1)  # the 10th nested extension
+
+
 def test_document_from_dict_has_no_positions() -> None:
     from adapter.fhirio import Document
 

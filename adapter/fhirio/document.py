@@ -51,9 +51,7 @@ class Document:
         if self.format == "json":
             self._locator = locate.JsonLocator(source, self.resource.get("resourceType"))
         else:
-            root, data = source
-            text = data if isinstance(data, str) else sniff.decode(data)
-            self._locator = locate.XmlLocator(root, text)
+            self._locator = source.get()  # an xmllocate.LazyXmlLocator
         return self._locator
 
 
@@ -106,11 +104,14 @@ def _parse_json(data: bytes | str, limits: Limits) -> Document:
 
 def _parse_xml(data: bytes | str, limits: Limits) -> Document:
     from adapter.fhirio import xmlparse
+    from adapter.fhirio.xmllocate import LazyXmlLocator
 
-    raw = sniff.xml_bytes(data)
-    root = xmlparse.parse_tree(raw, limits)
-    resource, issues = xmlparse.convert(root, core_model(), limits)
-    return Document(resource, "xml", issues, (root, raw))
+    root = xmlparse.parse_tree(sniff.xml_bytes(data), limits)
+    # Positions refer to ``data`` as sent, not to the bytes lxml was given (which lost the
+    # BOM and, for text, the encoding declaration); the index is only built if asked for.
+    where = LazyXmlLocator(root, data)
+    resource, issues = xmlparse.convert(root, core_model(), limits, where)
+    return Document(resource, "xml", issues, where, where.built)
 
 
 def parse(data: bytes | str, format: str | None = None, *, limits: Limits = DEFAULT_LIMITS) -> Document:

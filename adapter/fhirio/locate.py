@@ -1,8 +1,11 @@
 """Source positions for issue expressions, computed only when someone asks.
 
 Valid documents are never located, so nothing here runs on the fast path: the JSON tokenizer
-(a regex over the text building a small tree of key/value positions, no recursion) and the
-XML start-tag index are built on the first ``locate()`` of a ``Document`` and then cached.
+(a regex over the text building a small tree of key/value positions, no recursion) is built on
+the first ``locate()`` of a ``Document`` and then cached. XML has its own index in
+``xmllocate.py``; both share the offset -> (line, col) rule below, so a position means the same
+in either format: 1-based, in characters (not bytes), a tab is one column, and a CR before the
+LF belongs to the line it ends.
 
 An expression that cannot be followed to the end (an element that is missing, which is
 exactly what "minimum cardinality" issues are about) is located at the deepest element that
@@ -17,16 +20,13 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-from lxml import etree
-
 from adapter.fhirio.paths import Step, parse_path
 
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.S)
-_XML_MARKUP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!.*?>|<(?![/!?])", re.S)
-_SKIPPED_FUNCTIONS = frozenset({"ofType", "as", "resolve"})
+SKIPPED_FUNCTIONS = frozenset({"ofType", "as", "resolve"})
 
 
-class _Lines:
+class LineIndex:
     """Offset -> (line, col), 1-based, by bisection over the line starts."""
 
     def __init__(self, text: str) -> None:
@@ -63,7 +63,7 @@ def _key_text(token: str) -> str:
 
 def tokenize_json(text: str, root_name: str) -> tuple[JNode | None, list[Duplicate]]:
     """Build the position tree of (already well-formed) JSON text; note duplicate keys."""
-    pos = _Lines(text)
+    pos = LineIndex(text)
     root: JNode | None = None
     # stack entries: [node, path, pending key (name, line, col) or None]
     stack: list[list[Any]] = []
@@ -109,7 +109,7 @@ def _choice_key(keys: Any, name: str) -> str | None:
     return None
 
 
-def _skip_root(steps: list[Step], root_type: str | None) -> list[Step]:
+def skip_root(steps: list[Step], root_type: str | None) -> list[Step]:
     first = steps[0] if steps else None
     if first and not first.function and first.name[:1].isupper() and root_type in (None, first.name):
         return steps[1:]
@@ -141,10 +141,10 @@ class JsonLocator:
         parent: JNode | None = None
         key: str | None = None
         index: int | None = None
-        for step in _skip_root(steps, self.root_type):
+        for step in skip_root(steps, self.root_type):
             assert node is not None
             if step.function:
-                if step.name in _SKIPPED_FUNCTIONS:
+                if step.name in SKIPPED_FUNCTIONS:
                     continue
                 if step.name == "first" and node.kind == "a" and node.items:
                     node = node.items[0]
@@ -209,71 +209,3 @@ class JsonLocator:
                 return None
             side = side.items[i]
         return side if side.kind == "o" else None
-
-
-# -- XML --------------------------------------------------------------------------------------
-
-
-def _local(el: etree._Element) -> str:
-    tag = el.tag
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
-
-
-class XmlLocator:
-    def __init__(self, root: etree._Element, text: str) -> None:
-        self.root = root
-        self.elements = [el for el in root.iter() if isinstance(el.tag, str)]
-        self.index = {el: i for i, el in enumerate(self.elements)}
-        pos = _Lines(text)
-        starts = [m.start() for m in _XML_MARKUP.finditer(text) if m.group() == "<"]
-        self.positions = [pos(o) for o in starts] if len(starts) == len(self.elements) else None
-
-    def position(self, el: etree._Element) -> tuple[int, int]:
-        if self.positions is not None:
-            i = self.index.get(el)
-            if i is not None:
-                return self.positions[i]
-        return (el.sourceline or 1, 1)
-
-    @staticmethod
-    def _children(el: etree._Element, name: str) -> list[etree._Element]:
-        bare = name[1:] if name.startswith("_") else name
-        exact = [c for c in el if _local(c) == bare]
-        if exact:
-            return exact
-        return [
-            c
-            for c in el
-            if (n := _local(c)).startswith(bare) and len(n) > len(bare) and n[len(bare)].isupper()
-        ]
-
-    def locate(self, expression: str) -> tuple[int, int] | None:
-        steps = parse_path(expression)
-        if steps is None:
-            return None
-        root_type = _local(self.root)
-        if steps and steps[0].name[:1].isupper() and not steps[0].function and steps[0].name != root_type:
-            return None
-        el = self.root
-        where = self.position(el)
-        for step in _skip_root(steps, root_type):
-            if step.function:
-                if step.name in _SKIPPED_FUNCTIONS or step.name == "first":
-                    continue
-                break
-            found = self._children(el, step.name)
-            if not found:
-                inner = [c for c in el if isinstance(c.tag, str)]
-                if len(inner) == 1 and _local(inner[0])[:1].isupper():  # a resource wrapper
-                    if _local(inner[0]) == step.name:
-                        el = inner[0]
-                        continue
-                    found = self._children(inner[0], step.name)
-            if not found:
-                break  # an attribute (id, url, value) or a missing element: stay on the parent
-            i = step.index or 0
-            if i >= len(found):
-                break
-            el = found[i]
-            where = self.position(el)
-        return where

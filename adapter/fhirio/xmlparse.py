@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,9 @@ _DOCTYPE = re.compile(rb"\s*<!DOCTYPE", re.I)
 _INTEGER = re.compile(r"[-+]?\d+\Z")
 _DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?\Z")
 
+# (element, attribute name or None) -> (line, col) in the source text; see xmllocate.py.
+Where = Callable[[etree._Element, str | None], tuple[int, int]]
+
 
 def _reject_doctype(data: bytes) -> None:
     pos = 0
@@ -48,12 +52,15 @@ def _reject_doctype(data: bytes) -> None:
         if not m:
             break
         pos = m.end()
-    if _DOCTYPE.match(data, pos) or b"<!ENTITY" in data[: pos + 4096]:
-        line = data.count(b"\n", 0, pos) + 1
+    doctype = _DOCTYPE.match(data, pos)
+    entity = data.find(b"<!ENTITY", 0, pos + 4096)
+    if doctype or entity >= 0:
+        at = doctype.end() - len(b"<!DOCTYPE") if doctype else entity
+        line_start = data.rfind(b"\n", 0, at) + 1
         raise ParseError(
             "XML with a DOCTYPE is not accepted (entity declarations are a security risk)",
-            line=line,
-            col=1,
+            line=data.count(b"\n", 0, at) + 1,
+            col=len(data[line_start:at].decode("utf-8", errors="replace")) + 1,
             code="security",
         )
 
@@ -132,14 +139,30 @@ def _subtree_depth(el: etree._Element) -> int:
     return deepest
 
 
+def _position(
+    where: Where | None, el: etree._Element, attribute: str | None = None
+) -> tuple[int | None, int | None]:
+    return where(el, attribute) if where is not None else (el.sourceline, None)
+
+
 class _Converter:
-    def __init__(self, model: TypeModel, limits: Limits) -> None:
+    def __init__(self, model: TypeModel, limits: Limits, where: Where | None) -> None:
         self.model = model
         self.max_depth = limits.max_depth
+        self.where = where
         self.issues: list[Issue] = []
 
     # -- findings -------------------------------------------------------------------------
-    def issue(self, el: etree._Element, expr: str, message: str, severity: str = "error") -> None:
+    def issue(
+        self,
+        el: etree._Element,
+        expr: str,
+        message: str,
+        severity: str = "error",
+        *,
+        attribute: str | None = None,
+    ) -> None:
+        line, col = _position(self.where, el, attribute)
         self.issues.append(
             Issue(
                 severity=severity,  # type: ignore[arg-type]
@@ -147,15 +170,15 @@ class _Converter:
                 expression=expr,
                 message=message,
                 message_id="XML_CONTENT",
-                line=el.sourceline,
+                line=line,
+                col=col,
             )
         )
 
     def too_deep(self, el: etree._Element) -> ParseError:
+        line, col = _position(self.where, el)
         return ParseError(
-            f"XML nesting deeper than {self.max_depth} levels",
-            line=el.sourceline,
-            code="too-costly",
+            f"XML nesting deeper than {self.max_depth} levels", line=line, col=col, code="too-costly"
         )
 
     # -- resources ------------------------------------------------------------------------
@@ -186,13 +209,14 @@ class _Converter:
         for name, value in el.attrib.items() if own_attributes else ():
             if name[:1] == "{":
                 if not name.startswith("{" + XSI_NS + "}"):
-                    self.issue(el, expr, f"Unexpected attribute '{name}'", "warning")
+                    self.issue(el, expr, f"Unexpected attribute '{name}'", "warning", attribute=name)
                 continue
             found = model.lookup(parent, name)
             if found is not None and found[0].xml_attr:
                 out[name] = value
             else:
-                self.issue(el, expr, f"Unknown attribute '{name}' on element '{_local(el.tag)[1]}'")
+                message = f"Unknown attribute '{name}' on element '{_local(el.tag)[1]}'"
+                self.issue(el, expr, message, attribute=name)
         if own_attributes and el.text is not None and el.text.strip():
             self.issue(el, expr, "Text content is not allowed in FHIR elements (use the value attribute)")
         counts: dict[str, int] = {}
@@ -284,7 +308,7 @@ class _Converter:
     def wrapped_resource(self, el: etree._Element, expr: str, depth: int) -> dict[str, Any]:
         inner = [c for c in el if isinstance(c.tag, str)]
         for name in el.attrib:
-            self.issue(el, expr, f"Unknown attribute '{name}' on a resource container")
+            self.issue(el, expr, f"Unknown attribute '{name}' on a resource container", attribute=name)
         if len(inner) != 1:
             self.issue(
                 el, expr, f"Expected exactly one resource inside '{_local(el.tag)[1]}', found {len(inner)}"
@@ -306,7 +330,8 @@ class _Converter:
             elif name == "id":
                 ext["id"] = text
             elif not name.startswith("{" + XSI_NS + "}"):
-                self.issue(el, expr, f"Unknown attribute '{name}' on element '{_local(el.tag)[1]}'")
+                message = f"Unknown attribute '{name}' on element '{_local(el.tag)[1]}'"
+                self.issue(el, expr, message, attribute=name)
         if el.text is not None and el.text.strip():
             self.issue(el, expr, "Text content is not allowed in FHIR elements (use the value attribute)")
         if len(el):
@@ -354,18 +379,24 @@ class _Converter:
                 obj[name].append(value)
 
 
-def convert(root: etree._Element, model: TypeModel, limits: Limits) -> tuple[dict[str, Any], list[Issue]]:
-    """Convert a parsed FHIR XML resource to the internal (FHIR JSON) form."""
+def convert(
+    root: etree._Element, model: TypeModel, limits: Limits, where: Where | None = None
+) -> tuple[dict[str, Any], list[Issue]]:
+    """Convert a parsed FHIR XML resource to the internal (FHIR JSON) form. ``where`` gives
+    findings their column; it is only called for findings, so valid input never pays."""
     ns, rtype = _local(root.tag)
     if ns != FHIR_NS:
-        where = f"namespace '{ns}'" if ns else "no namespace"
+        line, col = _position(where, root)
+        space = f"namespace '{ns}'" if ns else "no namespace"
         raise ParseError(
-            f"The root element '{rtype}' is in {where}; FHIR XML uses '{FHIR_NS}'",
-            line=root.sourceline,
+            f"The root element '{rtype}' is in {space}; FHIR XML uses '{FHIR_NS}'",
+            line=line,
+            col=col,
             code="structure",
         )
     if rtype not in model.resource_types:
-        raise ParseError(f"Unknown resource type '{rtype}'", line=root.sourceline, code="structure")
-    conv = _Converter(model, limits)
+        line, col = _position(where, root)
+        raise ParseError(f"Unknown resource type '{rtype}'", line=line, col=col, code="structure")
+    conv = _Converter(model, limits, where)
     resource = conv.resource(root, rtype, 1)
     return resource, conv.issues
