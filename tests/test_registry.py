@@ -10,15 +10,19 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy
 
 from adapter.registry import EpisodeRegistry, Recorded, RegistryError
+from adapter.registry.labels import Labeller
 from adapter.rules import check_rulebook
+from adapter.rules.identifiers import make_ssin
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -243,3 +247,242 @@ def test_a_bare_path_is_a_sqlite_file(tmp_path: Path) -> None:
     assert EpisodeRegistry(str(path), salt="x").record(bundle).stored == 1
     again = EpisodeRegistry(f"sqlite:///{path}", salt="x")
     assert len(again.active_roles(again.person_key(ssin_of(bundle)), "care-coordinator")) == 1
+
+
+# --- persons named by reference: hashed, and the same person however named ---------------------
+
+SSIN_CORE = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
+SSIN_LEGACY = "https://www.ehealth.fgov.be/standards/fhir/NamingSystem/ssin"
+NIHDI_CORE = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/nihdi"
+WAYS = ("resolved", "identifier", "formatted", "conditional", "legacy", "encoded")
+
+
+def formatted(ssin: str) -> str:
+    """85.07.30-033.28: how SSINs are often typed."""
+    return f"{ssin[:2]}.{ssin[2:4]}.{ssin[4:6]}-{ssin[6:9]}.{ssin[9:]}"
+
+
+def naming(ssin: str, way: str, rtype: str = "Patient") -> dict[str, Any]:
+    """A Reference to the holder of ``ssin`` that no resource of the bundle resolves."""
+    if way == "identifier":
+        return {"identifier": {"system": SSIN_CORE, "value": ssin}}
+    if way == "formatted":
+        return {"identifier": {"system": SSIN_LEGACY, "value": formatted(ssin)}}
+    query = {
+        "conditional": f"identifier={SSIN_CORE}|{ssin}",
+        "legacy": f"identifier={SSIN_LEGACY}|{ssin}",
+        "encoded": "identifier=" + quote(f"{SSIN_CORE}|{ssin}", safe=""),
+        "bare": f"identifier={ssin}",  # no system: nothing says it is an SSIN, it is one anyway
+    }[way]
+    return {"reference": f"{rtype}?{query}"}
+
+
+def retarget(value: Any, target: str, ref: dict[str, Any]) -> None:
+    """Point every Reference to ``target`` at ``ref`` instead."""
+    if isinstance(value, dict):
+        if value.get("reference") == target:
+            value.clear()
+            value.update(json.loads(json.dumps(ref)))
+        for child in value.values():
+            retarget(child, target, ref)
+    elif isinstance(value, list):
+        for child in value:
+            retarget(child, target, ref)
+
+
+def name_person(bundle: dict[str, Any], way: str) -> dict[str, Any]:
+    """The bundle with its Patient left out and named ``way`` wherever it was referenced."""
+    if way == "resolved":
+        return bundle
+    entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    bundle["entry"].remove(entry)
+    retarget(bundle, entry["fullUrl"], naming(entry["resource"]["identifier"][0]["value"], way))
+    return bundle
+
+
+def one_rule(bundle: dict[str, Any], reg: EpisodeRegistry, rule_id: str) -> list[tuple[str, str]]:
+    issues = check_rulebook(bundle, region=None, lang="en", registry=reg).issues
+    return [(i.severity, i.message_id or "") for i in issues if i.rule == rule_id]
+
+
+def text_values(url: str) -> list[str]:
+    """Every value of every text column of every table of the registry's database."""
+    engine = sqlalchemy.create_engine(EpisodeRegistry(url).url)
+    out: list[str] = []
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            for table in inspector.get_table_names():
+                for column in inspector.get_columns(table):
+                    if isinstance(column["type"], sqlalchemy.String):  # VARCHAR, TEXT
+                        rows = conn.execute(sqlalchemy.text(f'select "{column["name"]}" from "{table}"'))
+                        out += [v for (v,) in rows if v is not None]
+    finally:
+        engine.dispose()
+    return out
+
+
+def assert_not_in_clear(url: str, ssins: list[str]) -> None:
+    values = text_values(url)
+    assert any(re.fullmatch(r"[0-9a-f]{64}", v) for v in values)  # the scan sees the person keys
+    for ssin in ssins:
+        hits = [v for v in values if ssin in v or formatted(ssin) in v or ssin in re.sub(r"\D", "", v)]
+        assert hits == [], f"{ssin} stored in clear: {hits}"
+    if url.startswith("sqlite:///"):
+        raw = Path(url[10:]).read_bytes()
+        assert not [s for s in ssins if s.encode() in raw]  # nor in free pages of the file
+
+
+def test_ssins_named_by_reference_are_stored_only_hashed(db_url: str) -> None:
+    """Persons, coordinators and case managers named by logical or conditional references
+    (both naming systems, URL-encoded, typed with dots, without a system), a reference whose
+    id is an SSIN and an episode identifier holding one: no text column keeps the number."""
+    reg = EpisodeRegistry(db_url, salt="x")
+    ssins: list[str] = []
+    recorded = 0
+    for i, way in enumerate(("identifier", "formatted", "conditional", "legacy", "encoded")):
+        person, relative, coordinator = (make_ssin("1950-01-02", 10 * i + n) for n in (1, 2, 3))
+        ssins += [person, relative, coordinator]
+        bundle = name_person(for_person("breaks", person, i), way)
+        ep = episode(bundle)
+        ep["careManager"] = naming(
+            relative, ("legacy", "encoded", "formatted", "conditional", "bare")[i], "RelatedPerson"
+        )
+        recorded += reg.record(bundle, source="a").stored
+        # a second episode coordinated by a team member named by SSIN only
+        team = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CareTeam")
+        member = next(
+            p for p in team["participant"] if p["role"][0]["coding"][0]["code"] == "care-coordinator"
+        )
+        member["member"] = naming(coordinator, way, "Practitioner")
+        del ep["careManager"]
+        ep["identifier"][0]["value"] = f"CC-{person}"  # an episode identifier holding the SSIN
+        ep["status"] = "finished"
+        recorded += reg.record(bundle, source="a").stored
+    # a case manager whose reference carries the SSIN as its id, on a resolved person
+    cm_person, cm_holder = make_ssin("1960-03-04", 1), make_ssin("1960-03-04", 2)
+    ssins += [cm_person, cm_holder]
+    bundle = load("rules/IC-ONE-2/prior.json")
+    next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")["resource"]["identifier"][
+        0
+    ]["value"] = cm_person
+    episode(bundle)["careManager"] = {"reference": f"https://hub.example/fhir/RelatedPerson/{cm_holder}"}
+    recorded += reg.record(bundle).stored
+    assert recorded == 11  # every episode was keyed: the scan below is not of an empty table
+
+    assert_not_in_clear(db_url, ssins)
+    # what is stored instead: the registry's own salted hash, however the number was written
+    person, relative, coordinator = ssins[:3]
+    roles = reg.active_roles(reg.person_key(person), "care-coordinator")
+    assert [r.holder for r in roles] == ["ssin:" + reg.person_key(relative)]
+    assert len(reg.active_roles(reg.person_key(ssins[3]), "care-coordinator")) == 1
+    [cm] = reg.active_roles(reg.person_key(cm_person), "case-manager")
+    assert cm.holder == "ref:https://hub.example/fhir/RelatedPerson/ssin:" + reg.person_key(cm_holder)
+
+
+@pytest.mark.parametrize("way", [w for w in WAYS if w != "resolved"])
+def test_one_coordinator_however_the_person_is_named(db_url: str, way: str) -> None:
+    """IC-ONE-1 and the registry's own check find the same person whether a submission
+    resolves the Patient or names it by identifier or conditional reference, either way round."""
+    reg = EpisodeRegistry(db_url, salt="x")
+    for i, (first, second) in enumerate((("resolved", way), (way, "resolved"), (way, way))):
+        ssin = make_ssin("1941-04-17", 100 + i)
+        prior = name_person(for_person("prior", ssin, i), first)
+        assert reg.record(prior, source="platform-a") == Recorded(1)
+        breaks = name_person(for_person("breaks", ssin, i), second)
+        assert one_rule(breaks, reg, "IC-ONE-1") == [("error", "IC-ONE-1")], (first, second)
+        result = reg.record(breaks, source="platform-b", exclusive=True)
+        assert result.stored == 0 and [c.other.source for c in result.conflicts] == ["platform-a"]
+        # another person is not matched
+        other = name_person(for_person("breaks", make_ssin("1941-04-17", 200 + i), i), second)
+        assert one_rule(other, reg, "IC-ONE-1") == []
+        assert_not_in_clear(db_url, [ssin])
+
+
+def test_the_same_holder_however_named_is_not_a_second_coordinator(db_url: str) -> None:
+    """A new episode held by the same person as the stored one is no conflict, whether the
+    holder is resolved or named by NIHDI or SSIN; a different relative is one."""
+    reg = EpisodeRegistry(db_url, salt="x")
+    ssin, relative = make_ssin("1941-04-17", 300), make_ssin("1970-01-01", 5)
+    prior = for_person("prior", ssin, 0)
+    assert reg.record(prior) == Recorded(1)
+    cm_role = next(e for e in prior["entry"] if e["fullUrl"] == episode(prior)["careManager"]["reference"])
+    practitioner = next(
+        e["resource"]
+        for e in prior["entry"]
+        if e["fullUrl"] == cm_role["resource"]["practitioner"]["reference"]
+    )
+    nihdi = next(i["value"] for i in practitioner["identifier"] if i["system"] == NIHDI_CORE)
+    again = for_person("prior", ssin, 1)
+    episode(again)["careManager"] = {"reference": f"Practitioner?identifier={NIHDI_CORE}|{nihdi}"}
+    assert one_rule(again, reg, "IC-ONE-1") == []
+    assert reg.record(again, exclusive=True) == Recorded(1)
+
+    # a relative: resolved RelatedPerson with an SSIN, then named by conditional reference
+    carer = for_person("prior", ssin, 2)
+    related = next(e for e in carer["entry"] if e["resource"]["resourceType"] == "RelatedPerson")
+    related["resource"]["identifier"].append({"system": SSIN_CORE, "value": relative})
+    episode(carer)["careManager"] = {"reference": related["fullUrl"]}
+    assert reg.record(carer, exclusive=True).stored == 0  # the GP coordinates until then
+    for ended in (prior, again):
+        episode(ended)["status"] = "finished"
+        reg.record(ended)
+    assert reg.record(carer, exclusive=True) == Recorded(1)
+    same = for_person("prior", ssin, 3)
+    episode(same)["careManager"] = naming(relative, "legacy", "RelatedPerson")
+    assert one_rule(same, reg, "IC-ONE-1") == []
+    assert reg.record(same, exclusive=True) == Recorded(1)
+    stranger = for_person("prior", ssin, 4)
+    episode(stranger)["careManager"] = naming(make_ssin("1970-01-01", 6), "conditional", "RelatedPerson")
+    assert one_rule(stranger, reg, "IC-ONE-1") == [("error", "IC-ONE-1")]
+    assert reg.record(stranger, exclusive=True).stored == 0
+    assert_not_in_clear(db_url, [ssin, relative])
+
+
+def test_rows_stored_in_clear_before_are_hashed_when_the_registry_opens(db_url: str) -> None:
+    """Earlier versions kept a conditional reference's text as the holder: opening the
+    database once rewrites those rows, and the person is still found."""
+    reg = EpisodeRegistry(db_url, salt="x")
+    ssin, relative = make_ssin("1941-04-17", 400), make_ssin("1970-01-01", 7)
+    assert reg.record(for_person("prior", ssin, 0)) == Recorded(1)
+    engine = sqlalchemy.create_engine(reg.url)
+    old = {
+        "person_key": reg.person_key(ssin),
+        "holder": f"ref:RelatedPerson?identifier={SSIN_LEGACY}|{relative}",
+        "episode_key": f"https://x.example/id|CC-{ssin}",
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "update becare_episode_role set holder = :holder, episode_key = :episode_key"
+                " where person_key = :person_key"
+            ),
+            old,
+        )
+        conn.execute(sqlalchemy.text("delete from becare_registry_meta where key = 'labels'"))
+        before = [tuple(r) for r in conn.execute(sqlalchemy.text("select holder from becare_episode_role"))]
+    engine.dispose()
+    reg.close()
+    assert before == [(old["holder"],)]  # what an upgraded database holds before it is opened
+
+    again = EpisodeRegistry(db_url, salt="x")
+    assert_not_in_clear(db_url, [ssin, relative])
+    [role] = again.active_roles(again.person_key(ssin), "care-coordinator")
+    assert role.holder == "ssin:" + again.person_key(relative)
+    assert role.episode_key == "https://x.example/id|CC-ssin:" + again.person_key(ssin)
+    before = stored_text(db_url)
+    EpisodeRegistry(db_url, salt="x").close()  # once only: a second opening changes nothing
+    assert stored_text(db_url) == before
+
+
+def test_scrubbing_is_stable_and_keeps_numbers_apart() -> None:
+    labels = Labeller(EpisodeRegistry("sqlite://", salt="x").person_key)
+    for n in range(1, 300):
+        ssin = make_ssin("1985-07-30", n)
+        once = labels.scrub(f"ref:Patient/{ssin} and {formatted(ssin)}")
+        assert ssin not in once and labels.scrub(once) == once  # a hash is never hashed again
+        first, second = re.findall(r"ssin:[0-9a-f]{64}", once)
+        assert first == second
+    assert labels.scrub("urn:uuid:5a0ff560-03f0-5841-aa42-8ff9e7bb8203") == (
+        "urn:uuid:5a0ff560-03f0-5841-aa42-8ff9e7bb8203"
+    )

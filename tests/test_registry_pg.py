@@ -24,9 +24,13 @@ from tests.test_registry import (
     test_concurrent_conflicting_records_never_both_pass,
     test_one_case_manager_and_missing_ssin,
     test_one_coordinator_across_submissions,
+    test_one_coordinator_however_the_person_is_named,
     test_record_stores_hashed_roles_only,
     test_rerecording_an_episode_replaces_it,
+    test_rows_stored_in_clear_before_are_hashed_when_the_registry_opens,
     test_salt_from_environment,
+    test_ssins_named_by_reference_are_stored_only_hashed,
+    test_the_same_holder_however_named_is_not_a_second_coordinator,
 )
 
 pytestmark = pytest.mark.postgres
@@ -38,9 +42,13 @@ __all__ = [  # the shared behaviour, collected again in this module with db_url 
     "test_concurrent_conflicting_records_never_both_pass",
     "test_one_case_manager_and_missing_ssin",
     "test_one_coordinator_across_submissions",
+    "test_one_coordinator_however_the_person_is_named",
     "test_record_stores_hashed_roles_only",
     "test_rerecording_an_episode_replaces_it",
+    "test_rows_stored_in_clear_before_are_hashed_when_the_registry_opens",
     "test_salt_from_environment",
+    "test_ssins_named_by_reference_are_stored_only_hashed",
+    "test_the_same_holder_however_named_is_not_a_second_coordinator",
 ]
 
 

@@ -12,7 +12,7 @@ ACTIVE_STATUSES = ("active", "onhold")
 class EpisodeRole:
     person_key: str  # salted SHA-256 of the SSIN
     role: str  # care-coordinator | case-manager
-    holder: str | None  # "nihdi:<number>", "patient", or a reference
+    holder: str | None  # "nihdi:<number>", "ssin:<hash>", "patient", "Type/id" or "ref:<reference>"
     episode_key: str
     start: dt.date | None
     end: dt.date | None

@@ -3,7 +3,10 @@
 IC-ONE-1/2 ("never more than one coordinator or case manager per person") cannot be judged on
 one bundle. The registry remembers the roles of every accepted bundle. Persons are keyed by a
 salted SHA-256 of their SSIN so the database never holds an SSIN in clear; the salt comes from
-``BECARE_REGISTRY_SALT`` or, failing that, a random value stored once in the database.
+``BECARE_REGISTRY_SALT`` or, failing that, a random value stored once in the database. Holders
+and episode keys are built by ``adapter.registry.labels`` with the same hash, however the bundle
+names the person (resolved resource, logical or conditional reference); rows written before
+that (reference text kept as it came) are relabelled once when a registry opens the database.
 
 ``record`` checks and stores under the person's lock (see ``adapter.registry.db``), so of two
 conflicting submissions recorded at the same moment exactly one is told it is the only one.
@@ -26,9 +29,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from adapter.registry.conflicts import Conflict, find_conflicts
 from adapter.registry.db import Locks, RegistryError, create_schema, make_engine, normalise_url
+from adapter.registry.labels import Labeller
 from adapter.registry.model import ACTIVE_STATUSES, EpisodeRole
+from adapter.rules.situation import Episode, Situation
 
 SALT_ENV = "BECARE_REGISTRY_SALT"
+LABELS_KEY, LABELS_VERSION = "labels", "2"  # 2: SSINs in holders and episode keys hashed
 log = logging.getLogger("becare.registry")
 
 
@@ -89,6 +95,7 @@ class EpisodeRegistry:
         try:
             create_schema(self._engine, _Base.metadata)
             self._salt = salt or os.environ.get(SALT_ENV) or self._stored_salt()
+            self._relabel_once()
         except OperationalError as exc:
             self._engine.dispose()
             raise RegistryError(f"cannot use the registry database: {exc.orig or exc}") from exc
@@ -110,10 +117,37 @@ class EpisodeRegistry:
             assert row is not None
             return row.value
 
+    def _relabel_once(self) -> None:
+        """Hash the SSINs that rows stored by earlier versions keep in clear in their holder or
+        episode key (a conditional reference was stored as text). Runs once per database."""
+        labels = Labeller(self.person_key)
+        with self._locks.local(), Session(self._engine) as session, session.begin():
+            self._locks.take(session.connection(), [LABELS_KEY])
+            flag = session.get(_Meta, LABELS_KEY)
+            if flag is not None and flag.value == LABELS_VERSION:
+                return
+            for row in session.scalars(select(_Role)).all():
+                holder = labels.relabel_stored(row.holder, row.person_key)
+                episode = labels.scrub(row.episode_key)
+                if holder != row.holder or episode != row.episode_key:
+                    row.holder, row.episode_key = holder, episode
+            if flag is None:
+                session.add(_Meta(key=LABELS_KEY, value=LABELS_VERSION))
+            else:
+                flag.value = LABELS_VERSION
+
     def person_key(self, ssin: str) -> str:
         """Salted SHA-256 of an SSIN (digits only), the only form in which persons are stored."""
         digits = "".join(ch for ch in ssin if ch.isdigit())
         return hashlib.sha256(f"{self._salt}:{digits}".encode()).hexdigest()
+
+    def role_of(self, situation: Situation, episode: Episode) -> EpisodeRole | None:
+        """The row ``record`` would store for that episode (person key, holder and episode key
+        as stored), for the rulebook to compare with ``active_roles``; None when the episode
+        holds no role or its person has no SSIN."""
+        from adapter.registry.extract import role_of
+
+        return role_of(situation, episode, self.person_key)
 
     def record(
         self, bundle: dict[str, Any], *, source: str | None = None, exclusive: bool = False

@@ -456,14 +456,12 @@ def _one_active(ctx: RuleContext, kind: str) -> Iterator[Finding]:
         yield Finding(episodes[0].node.path, "not-checked")
         return
     for ep in active:
-        ssin = s.ssin_of(ep.patient)
-        if ssin is None:
+        mine = ctx.registry.role_of(s, ep)  # keyed as stored: hashed, however the person is named
+        if mine is None:
             yield Finding(ep.node.path, "no-ssin")
             continue
-        mine = episode_key(s, ep)
-        holder = holder_of(ep)
-        for other in ctx.registry.active_roles(ctx.registry.person_key(ssin), role):
-            if other.episode_key == mine or other.holder == holder:
+        for other in ctx.registry.active_roles(mine.person_key, role):
+            if other.episode_key == mine.episode_key or other.holder == mine.holder:
                 continue
             if overlaps(ep.start, ep.end, other.start, other.end):
                 yield Finding(ep.node.path, params={"episode": other.episode_key})

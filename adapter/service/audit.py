@@ -4,6 +4,10 @@ Validations are frequent and their audit rows are not what makes an acceptance d
 are queued and written by one background thread (a request never waits for a SQLite fsync to
 log that it was validated). Acceptances are written synchronously, before the 202. The store is
 anything with the outbox's ``record_audit`` / ``audit_events_as_fhir`` methods.
+
+Texts are masked here, before any store sees them: the outbox masks what it stores, but the
+in-memory store of a validate-only service did not, and an audit ``what`` names the content
+(``Patient/<id>``, ``Bundle?identifier=...``), where an SSIN can appear.
 """
 
 from __future__ import annotations
@@ -15,14 +19,22 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adapter.outbox.masking import mask
+
 log = logging.getLogger("becare.service.audit")
 
 
 class AuditStore(Protocol):
-    def record_audit(self, action: str, *, who: str | None, what: str | None, outcome: str,
-                     detail: str | None = None) -> None: ...
+    def record_audit(
+        self, action: str, *, who: str | None, what: str | None, outcome: str, detail: str | None = None
+    ) -> None: ...
 
     def audit_events_as_fhir(self, *, since: float | None = None, limit: int = 1000) -> dict[str, Any]: ...
+
+
+def _masked(text: str | None, limit: int) -> str | None:
+    """The outbox's masking (SSIN-like numbers, FHIR name values), with its length limits."""
+    return (mask(text, limit=limit) or None) if text else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +53,9 @@ class MemoryAuditStore:
         self.events: list[_Event] = []
         self._lock = threading.Lock()
 
-    def record_audit(self, action: str, *, who: str | None, what: str | None, outcome: str,
-                     detail: str | None = None) -> None:
+    def record_audit(
+        self, action: str, *, who: str | None, what: str | None, outcome: str, detail: str | None = None
+    ) -> None:
         with self._lock:
             self.events.append(_Event(action, who, what, outcome, detail))
 
@@ -68,9 +81,17 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def record(self, action: str, *, who: str | None, what: str | None, outcome: str,
-               detail: str | None = None, sync: bool = False) -> None:
-        event = _Event(action, who, what, outcome, detail)
+    def record(
+        self,
+        action: str,
+        *,
+        who: str | None,
+        what: str | None,
+        outcome: str,
+        detail: str | None = None,
+        sync: bool = False,
+    ) -> None:
+        event = _Event(action, _masked(who, 200), _masked(what, 500), outcome, _masked(detail, 300))
         if sync:
             self._write(event)
             return
@@ -90,8 +111,9 @@ class AuditWriter:
 
     def _write(self, event: _Event) -> None:
         try:
-            self.store.record_audit(event.action, who=event.who, what=event.what, outcome=event.outcome,
-                                    detail=event.detail)
+            self.store.record_audit(
+                event.action, who=event.who, what=event.what, outcome=event.outcome, detail=event.detail
+            )
         except Exception:
             log.exception("could not store an audit event (action %s)", event.action)
 
