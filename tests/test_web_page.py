@@ -258,6 +258,21 @@ def test_upload_shows_rule_ids_switch_language_and_download(
     assert rule.title["en"] in explanation
     assert rule.fix["en"] in explanation
     assert rule.source in explanation
+    # ... and shows the example that breaks the rule, as the service computes it from the rule's
+    # breaking sample: here the very file uploaded, so it is this issue, location and message.
+    example = httpx.get(service.base + "/rules/IC-TEAM-1", params={"lang": "en"}).json()["example"]
+    assert example["sample"] == "rules/IC-TEAM-1/breaks.json"
+    assert (example["location"], example["message"]) == (
+        api_issue["expression"][0],
+        api_issue["details"]["text"],
+    )
+    box = item.locator("details.explain .example[data-state=shown]")
+    box.wait_for(timeout=WAIT_MS)
+    assert box.locator(".ex-location").text_content() == example["location"]
+    assert box.locator(".ex-message").text_content() == example["message"]
+    shown = json.loads(box.locator(".ex-fragment").text_content())
+    assert shown == example["fragment"] and shown["resourceType"] == "CareTeam"
+    assert TEXTS["en"]["rule.example"] in box.text_content() and example["sample"] in box.text_content()
 
     page.select_option("#lang", "fr")
     run.wait_done("fr")
@@ -269,6 +284,11 @@ def test_upload_shows_rule_ids_switch_language_and_download(
     assert message_fr == french["details"]["text"]
     assert message_fr != api_issue["details"]["text"]
     assert rule.title["fr"] in run.issue("IC-TEAM-1").locator("details.explain summary").text_content()
+    run.issue("IC-TEAM-1").locator("details.explain summary").click()
+    box = run.issue("IC-TEAM-1").locator("details.explain .example[data-state=shown]")
+    box.wait_for(timeout=WAIT_MS)
+    assert box.locator(".ex-message").text_content() == message_fr  # the example in French too
+    assert TEXTS["fr"]["rule.example.location"] in box.text_content()
 
     with page.expect_download() as info:
         page.click("#download")
@@ -412,6 +432,20 @@ def test_one_rule_and_its_errors(service: LiveService) -> None:
     assert body["severity"] == rule.severity
     assert body["title"] == rule.title["de"]
     assert rule.source in body["explanation"]
+    assert body["source"] == rule.source and body["fix"] == rule.fix["de"]  # what the page reads
+    # the example that breaks the rule: what the service itself says about that sample
+    example = body["example"]
+    region, _ = _expected(example["sample"])
+    sample = (ROOT / "samples" / example["sample"]).read_bytes()
+    api = _rule_issue(_api_outcome(service.base, sample, "de", region), "IC-CC-2")
+    assert example["location"] == api["expression"][0]
+    assert example["message"] == api["details"]["text"] and example["severity"] == api["severity"]
+    assert example["region"] == region and example["region_label"] == catalog.regions[region].label("de")
+    assert json.loads(example["fragment_text"]) == example["fragment"]
+    at = re.match(r"Bundle\.entry\[(\d+)\]", example["location"])
+    assert at is not None
+    breaking = json.loads(sample)["entry"][int(at.group(1))]["resource"]
+    assert example["fragment"]["resourceType"] == breaking["resourceType"]
 
     unknown = httpx.get(service.base + "/rules/IC-NOPE-9", headers={"Accept-Language": "fr"})
     assert unknown.status_code == 404

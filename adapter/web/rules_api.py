@@ -3,13 +3,17 @@
 The page explains each issue with the rule's title, fix, severity per region and its source in the
 interfederal agreement. Building that from the catalog here (pure functions, no HTTP) keeps the
 explanations identical to ``becare explain`` and ``docs/rules.md``, which read the same catalog.
+One rule (``GET /rules/{id}``) also carries the example that breaks it, as ``becare explain``
+computes it (``adapter.rules.explainer``): only asked for when the user opens an explanation,
+because it runs the rule's sample through the rulebook.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapter.rules.catalog import LANGS, REGIONS, RULE_SYSTEM, Catalog, Rule, explain, load_catalog
+from adapter.rules.catalog import LANGS, REGIONS, RULE_SYSTEM, Catalog, Rule, load_catalog
+from adapter.rules.explainer import compact_json, explanation, render_text
 
 
 class UnknownLanguage(ValueError):
@@ -51,12 +55,21 @@ def rules_json(lang: str, catalog: Catalog | None = None) -> dict[str, Any]:
 
 
 def one_rule_json(rule_id: str, lang: str, catalog: Catalog | None = None) -> dict[str, Any]:
-    """One rule plus the plain-text explanation ``becare explain`` prints (raises UnknownRuleError)."""
+    """``explanation()`` of one rule (with ``example``: sample, location, message, fragment and
+    its text, references; null when none is packaged), under the same field names as ``/rules`` so the
+    page reads one shape (``source`` the citation, ``lines`` beside it), plus the plain text
+    ``becare explain`` prints. Raises UnknownRuleError."""
     cat = catalog or load_catalog()
     rule = cat.rule(rule_id)
+    data = explanation(rule.id, lang, cat)
+    example = data["example"]
+    if example is not None and example.get("fragment") is not None:
+        # the fragment as ``becare explain`` prints it, so the page needs no JSON layout of its own
+        data["example"] = {**example, "fragment_text": compact_json(example["fragment"])}
     return {
+        **data,
         **rule_json(rule, lang, cat),
         "version": cat.version,
         "lang": lang,
-        "explanation": explain(rule.id, lang, cat),
+        "explanation": render_text(data),
     }

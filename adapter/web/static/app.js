@@ -13,6 +13,7 @@
     lang: "en",
     texts: {},          // lang -> key -> text (i18n.json)
     rules: {},          // lang -> {version, regions, byId}
+    explanations: new Map(), // "lang:RULE-ID" -> promise of GET /rules/{id} (with the example)
     validated: false,   // once something was validated, a language or region change re-validates
     outcomeText: null,  // the server's OperationOutcome exactly as received, for download
     seq: 0,             // ignores answers to requests that a newer one replaced
@@ -346,7 +347,59 @@
     add(t("rule.fix"), rule.fix);
     add(t("rule.source"), rule.source + " (" + rule.lines + ")");
     box.append(facts);
+    // The breaking example is computed by the service (it runs the rule's sample): fetched the
+    // first time the explanation is opened, not for every issue of every validation.
+    const example = el("div", "example");
+    example.hidden = true;
+    box.append(example);
+    box.addEventListener("toggle", () => {
+      if (box.open && !example.dataset.state) showExample(rid, example);
+    });
     return box;
+  }
+
+  function loadExplanation(rid, lang) {
+    const key = lang + ":" + rid;
+    if (!state.explanations.has(key)) {
+      const url = "/rules/" + encodeURIComponent(rid) + "?lang=" + encodeURIComponent(lang);
+      const answer = fetch(url, { headers: { Accept: "application/json" } }).then((response) => {
+        if (!response.ok) throw new Error("rule " + response.status);
+        return response.json();
+      });
+      answer.catch(() => state.explanations.delete(key)); // a failure is asked again next time
+      state.explanations.set(key, answer);
+    }
+    return state.explanations.get(key);
+  }
+
+  async function showExample(rid, box) {
+    box.dataset.state = "loading";
+    box.hidden = false;
+    box.replaceChildren(el("p", "muted", t("rule.example.loading")));
+    try {
+      const data = await loadExplanation(rid, state.lang);
+      renderExample(box, data.example);
+      box.dataset.state = data.example ? "shown" : "none";
+    } catch (_err) {
+      box.replaceChildren(el("p", "muted", t("rule.example.error")));
+      box.dataset.state = ""; // opening the explanation again retries
+    }
+  }
+
+  function renderExample(box, example) {
+    if (!example) {
+      box.replaceChildren(el("p", "muted", t("rule.example.none")));
+      return;
+    }
+    const title = el("p", "example-title", t("rule.example") + " ");
+    title.append(el("span", "muted", "(" + example.sample + ")"));
+    const facts = el("dl");
+    const where = el("dd");
+    where.append(el("code", "ex-location", example.location));
+    facts.append(el("dt", null, t("rule.example.location")), where);
+    facts.append(el("dt", null, t("rule.example.message")), el("dd", "ex-message", example.message));
+    const text = example.fragment_text || JSON.stringify(example.fragment, null, 2) || "";
+    box.replaceChildren(title, facts, el("pre", "ex-fragment", text));
   }
 
   // -- download ------------------------------------------------------------------------------
