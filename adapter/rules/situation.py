@@ -155,9 +155,23 @@ class Situation:
         for node in self.nodes:
             self.by_type.setdefault(node.type, []).append(node)
         self._person_keys: dict[int, str] = {}
-        self._parts = self._build_participants()
-        self.episodes = [self._episode(n) for n in self.of("EpisodeOfCare")]
-        self._link_plans_and_tasks()
+        # participants, episodes and their plans and tasks are read on demand: routing needs
+        # only the person and the region, and pays for nothing more
+
+    @functools.cached_property
+    def _parts(self) -> dict[int, list[Participant]]:
+        return self._build_participants()
+
+    @functools.cached_property
+    def _bare_episodes(self) -> list[Episode]:
+        """The episodes without their plans and tasks linked (enough for person and region)."""
+        return [self._episode(n) for n in self.of("EpisodeOfCare")]
+
+    @functools.cached_property
+    def episodes(self) -> list[Episode]:
+        episodes = self._bare_episodes
+        self._link_plans_and_tasks(episodes)
+        return episodes
 
     # --- indexing ------------------------------------------------------------------------
     def _add(self, node: Node, full_url: Any) -> None:
@@ -288,14 +302,14 @@ class Situation:
             end=parse_date(period.get("end")),
         )
 
-    def _link_plans_and_tasks(self) -> None:
+    def _link_plans_and_tasks(self, episodes: list[Episode]) -> None:
         """A CarePlan belongs to the episodes whose team it names (or, without careTeam, to the
         episodes of its subject); a Task to the episodes it is basedOn directly or through a
         plan, or listed in a plan's activity; an unlinked Task to the episodes of its ``for``."""
         for plan in self.of("CarePlan"):
             team_keys = {self.ref_key(r) for r in plan.resource.get("careTeam") or ()}
             subject = self.person_key(plan.resource.get("subject"))
-            for ep in self.episodes:
+            for ep in episodes:
                 ep_teams = {f"node:{t.index}" for t in ep.teams}
                 if (team_keys & ep_teams) or (not team_keys and subject and subject == ep.patient_key):
                     ep.plans.append(plan)
@@ -305,14 +319,14 @@ class Situation:
         for task in self.of("Task"):
             linked: list[Episode] = []
             based = {self.ref_key(r) for r in task.resource.get("basedOn") or ()}
-            for ep in self.episodes:
+            for ep in episodes:
                 keys = {f"node:{ep.node.index}"} | {f"node:{p.index}" for p in ep.plans}
                 in_activity = any(task.index in activity[p.index] for p in ep.plans)
                 if based & keys or in_activity:
                     linked.append(ep)
             if not linked and not based:
                 target = self.person_key(task.resource.get("for"))
-                linked = [ep for ep in self.episodes if target and target == ep.patient_key]
+                linked = [ep for ep in episodes if target and target == ep.patient_key]
             for ep in linked:
                 ep.tasks.append(task)
 
@@ -357,7 +371,7 @@ class Situation:
         """The person the input is about: the patient of the first episode whose patient
         resolves to a Patient, else the first Patient. Other Patients (a relative recorded as a
         Patient, say) never lend the person their SSIN or their postal code."""
-        for ep in self.episodes:
+        for ep in self._bare_episodes:
             if ep.patient is not None and ep.patient.type == "Patient":
                 return ep.patient
         patients = self.of("Patient")
@@ -371,7 +385,7 @@ class Situation:
 
     def region_extension(self, known: Container[str]) -> str | None:
         """The first ``ext-region`` code of an episode that is one of ``known`` regions."""
-        for ep in self.episodes:
+        for ep in self._bare_episodes:
             for ext in ep.node.resource.get("extension") or ():
                 if not isinstance(ext, dict) or ext.get("url") != EXT_REGION:
                     continue
