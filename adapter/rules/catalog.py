@@ -8,6 +8,7 @@ that knows the file layout. It is also what ``becare rules`` and ``becare explai
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,11 +240,24 @@ def _read_yaml(path: Path) -> Any:
         raise CatalogError(f"rule catalog file {path.name} is not valid YAML: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=4)
+_LOADED: dict[str | None, Catalog] = {}
+_LOADING = threading.Lock()
+
+
 def load_catalog(folder: str | None = None) -> Catalog:
-    """Load (once) the catalog from ``rules/`` (or ``folder``)."""
-    base = Path(folder) if folder else data_dir("rules")
-    return parse_catalog(_read_yaml(base / "rulebook.yaml"), _read_yaml(base / "regions.yaml"))
+    """Load (once) the catalog from ``rules/`` (or ``folder``). Under a lock: without it, the
+    first burst of request threads each parsed the YAML at the same time (seconds of CPU on
+    a busy service, as the delivery benchmark showed)."""
+    catalog = _LOADED.get(folder)
+    if catalog is not None:
+        return catalog
+    with _LOADING:
+        catalog = _LOADED.get(folder)
+        if catalog is None:
+            base = Path(folder) if folder else data_dir("rules")
+            catalog = parse_catalog(_read_yaml(base / "rulebook.yaml"), _read_yaml(base / "regions.yaml"))
+            _LOADED[folder] = catalog
+    return catalog
 
 
 # --- rendering -----------------------------------------------------------------------------
