@@ -118,6 +118,29 @@ def test_no_destination_is_blocked_with_a_clear_reason(box: Outbox) -> None:
     assert d.status == "blocked" and d.reason == "no destination configured"
 
 
+def test_blocked_bundle_sent_again_once_routable_is_queued(box: Outbox) -> None:
+    blocked = enqueue(box, bundle(5), RouteDecision((), "none"))
+    assert blocked.status == "blocked" and box.claim("w") == []
+    again = enqueue(box, bundle(5), RouteDecision(("a", "b"), "region", region="flanders"))
+    assert again.id == blocked.id and again.status == "pending" and again.destination == "a"
+    assert len(again.related) == 1 and box.get(again.related[0]).destination == "b"
+    assert sorted(i.destination for i in box.claim("w", limit=10)) == ["a", "b"]
+    assert "route" in [r.action for r in box.audit_records()]
+    # once routed, a further resubmission is the same delivery again
+    assert enqueue(box, bundle(5), RouteDecision(("a",), "region")).id == blocked.id
+    assert sum(box.counts().values()) == 2
+
+
+def test_changed_content_under_an_accepted_key_is_refused(box: Outbox) -> None:
+    first = enqueue(box, bundle(6))
+    changed = bundle(6)
+    changed["type"] = "batch"
+    with pytest.raises(OutboxError) as err:
+        enqueue(box, changed)
+    assert err.value.code == "conflict" and first.id in err.value.message
+    assert sum(box.counts().values()) == 1
+
+
 def test_claim_takes_only_due_rows_and_counts_the_attempt(box: Outbox) -> None:
     d = enqueue(box, bundle(1))
     items = box.claim("w1", limit=10, lease_seconds=30)

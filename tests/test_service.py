@@ -281,6 +281,21 @@ def test_accept_is_idempotent_by_bundle_identifier(service: Any, outbox: Outbox)
     assert sum(outbox.counts().values()) == 1
 
 
+def test_changed_bundle_under_an_accepted_identifier_is_409_not_dropped(service: Any, outbox: Outbox) -> None:
+    client, _, _ = service
+    first = _post(client, "/fhir", bundle("reused"))
+    assert first.status_code == 202
+    changed = bundle("reused", family="Janssens")
+    again = _post(client, "/fhir", changed, headers={"Accept-Language": "nl"})
+    assert again.status_code == 409, again.text
+    oo = again.json()
+    assert oo["resourceType"] == "OperationOutcome"
+    assert oo["issue"][0]["code"] == "conflict"
+    assert first.headers["x-delivery-id"] in again.text and "eigen identifier" in again.text
+    assert sum(outbox.counts().values()) == 1
+    assert outbox.payload(first.headers["x-delivery-id"]) == bundle("reused")
+
+
 def test_invalid_bundle_is_422_and_never_stored(service: Any, outbox: Outbox) -> None:
     client, _, registry = service
     r = _post(client, "/fhir", bundle("bad", valid=False), headers={"Accept-Language": "fr"})

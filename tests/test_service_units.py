@@ -213,3 +213,19 @@ def test_serve_reports_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert "key_sha256, key_env or key" in capsys.readouterr().err
     assert becare(["serve", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert becare(["serve", "--port", "70000"]) == 2
+
+
+def test_misspelt_service_keys_are_refused_not_ignored() -> None:
+    from adapter.service.config import ConfigError, service_config_from_mapping
+
+    for section, where in (
+        ({"auth": {"apikeys": [{"id": "a", "key": "k"}]}}, "service.auth"),
+        ({"max_body_byte": 10}, "service"),
+        ({"rate_limit": {"per_sec": 1}}, "service.rate_limit"),
+        ({"auth": {"api_keys": [{"id": "a", "key": "k", "scope": ["validate"]}]}}, "api_keys[0]"),
+    ):
+        with pytest.raises(ConfigError, match="unknown key") as info:
+            service_config_from_mapping(section)
+        assert where in str(info.value)
+    ok = service_config_from_mapping({"auth": {"api_keys": [{"id": "a", "key": "k", "scopes": ["validate"]}]}})
+    assert ok.auth.api_keys[0].id == "a"

@@ -521,10 +521,13 @@ class Outbox:
             found = self._first_of_key(idempotency_key)
             if found is None:
                 raise
-            return found
+            return self._same_content(found, payload)
         if request.existing_group is not None:
             found = self.get(request.existing_group)
             assert found is not None
+            found = self._same_content(found, payload)
+            if found.status == "blocked" and not found.destination and not blocked:
+                found = self._route_blocked(found, rows)
             return found
         if not blocked:
             self._notify()
@@ -593,6 +596,44 @@ class Outbox:
             query = query.where(deliveries.c.status == status)
         with self._read() as conn:
             return [_row_to_delivery(r) for r in conn.execute(query).all()]
+
+    def _route_blocked(self, found: Delivery, rows: list[dict[str, Any]]) -> Delivery:
+        """The same bundle sent again after it was blocked for want of a destination, now that
+        the route names destinations: the blocked delivery takes the first and is queued (the
+        others join its group), rather than staying blocked forever behind its identifier."""
+        now = time.time()
+        with self._write() as conn:
+            updated = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == found.id, deliveries.c.status == "blocked")
+                .values(status="pending", destination=rows[0]["destination"], attempts=0, next_attempt_at=now,
+                        updated_at=now, reason=None, last_error=None, route_via=rows[0]["route_via"],
+                        region=rows[0]["region"])
+            )
+            if updated.rowcount:
+                extra = [{**r, "id": str(uuid.uuid4()), "group_id": found.group_id} for r in rows[1:]]
+                if extra:
+                    conn.execute(_INSERT_DELIVERY, extra)
+                conn.execute(_INSERT_AUDIT, [{"recorded_at": now, "action": "route", "who": None,
+                                              "what": found.id, "outcome": "success",
+                                              "detail": "blocked delivery routed on resubmission"}])
+        self._notify()
+        routed = self.get(found.id)
+        assert routed is not None
+        return routed
+
+    def _same_content(self, found: Delivery, payload: str) -> Delivery:
+        """A resubmission is the same delivery only if it is the same bundle: different content
+        under an identifier already accepted would otherwise be dropped without a word."""
+        with self._read() as conn:
+            stored = conn.execute(select(deliveries.c.payload).where(deliveries.c.id == found.id)).scalar()
+        if stored is not None and stored != payload:
+            raise OutboxError(
+                f"a different bundle was already accepted with the same identifier (delivery {found.id}); "
+                "give the new bundle its own Bundle.identifier",
+                "conflict",
+            )
+        return found
 
     def payload(self, delivery_id: str) -> dict[str, Any] | None:
         with self._read() as conn:

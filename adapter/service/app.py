@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 import uuid
@@ -380,8 +381,17 @@ def create_app(
 
         who = call.principal.id
         route = _route(bundle, call.region, destination) if state.router is not None else _no_route()
-        delivery = state.outbox.enqueue(bundle, route=route, idempotency_key=key or idempotency_key(bundle),
-                                        client=who)
+        from adapter.outbox import OutboxError
+
+        try:
+            delivery = state.outbox.enqueue(bundle, route=route, client=who,
+                                            idempotency_key=key or idempotency_key(bundle))
+        except OutboxError as exc:
+            if exc.code != "conflict":
+                raise
+            existing = re.search(r"delivery ([0-9a-f-]+)", exc.message)
+            raise ServiceError(409, "identifier-reused", code="conflict",
+                               value=existing.group(1) if existing else "?") from None
         state.audit.record("accept", who=who, what=delivery.id, outcome="success",
                            detail=f"status {delivery.status}", sync=True)
         return delivery

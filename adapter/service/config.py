@@ -154,12 +154,33 @@ def _jwt(raw: Any, base: Path | None) -> JwtConfig:
     )
 
 
+_SERVICE_KEYS = {"max_body_bytes", "request_timeout", "rate_limit", "auth", "trust_forwarded_for"}
+_JWT_KEYS = {"hs256_secret", "hs256_secret_env", "public_keys", "issuer", "audience", "leeway"}
+_API_KEY_KEYS = {"id", "key", "key_env", "key_sha256", "scopes"}
+
+
+def _known(raw: Any, where: str, allowed: set[str]) -> None:
+    """A misspelt key must not silently drop a setting (say, leave the service without auth)."""
+    if isinstance(raw, dict):
+        unknown = sorted(str(k) for k in raw if k not in allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+
 def service_config_from_mapping(section: dict[str, Any] | None, base: Path | None = None) -> ServiceConfig:
     """Build the config from the parsed ``service:`` mapping (pure apart from env/PEM reads)."""
     section = section or {}
     if not isinstance(section, dict):
         raise ConfigError("'service' must be a mapping")
+    _known(section, "service", _SERVICE_KEYS)
     auth_raw = section.get("auth") or {}
+    if not isinstance(auth_raw, dict):
+        raise ConfigError("service.auth must be a mapping")
+    _known(auth_raw, "service.auth", {"api_keys", "jwt"})
+    _known(section.get("rate_limit") or {}, "service.rate_limit", {"per_second", "burst"})
+    _known(auth_raw.get("jwt") or {}, "service.auth.jwt", _JWT_KEYS)
+    for i, k in enumerate(auth_raw.get("api_keys") or ()):
+        _known(k, f"service.auth.api_keys[{i}]", _API_KEY_KEYS)
     keys = tuple(_api_key(k, i) for i, k in enumerate(auth_raw.get("api_keys") or ()))
     if len({k.id for k in keys}) != len(keys):
         raise ConfigError("api key ids must be unique")

@@ -70,6 +70,16 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "nl": "De inhoud bevat fouten en werd niet aanvaard; er werd niets doorgestuurd.",
         "de": "Der Inhalt enthält Fehler und wurde nicht angenommen; nichts wurde weitergeleitet.",
     },
+    "identifier-reused": {
+        "en": "A different bundle was already accepted with this Bundle.identifier (delivery {value}); "
+        "give the new bundle its own identifier.",
+        "fr": "Un autre bundle a déjà été accepté avec ce Bundle.identifier (livraison {value}) ; "
+        "donnez au nouveau bundle son propre identifiant.",
+        "nl": "Een andere bundle werd al aanvaard met deze Bundle.identifier (levering {value}); "
+        "geef de nieuwe bundle een eigen identifier.",
+        "de": "Ein anderes Bundle wurde bereits mit diesem Bundle.identifier angenommen "
+        "(Zustellung {value}); geben Sie dem neuen Bundle einen eigenen Identifier.",
+    },
     "accepted": {
         "en": "Accepted for delivery as {value}.",
         "fr": "Accepté pour livraison sous {value}.",
