@@ -1,6 +1,6 @@
 """Accept-to-delivered throughput: durable outbox on SQLite -> workers -> mock hub on loopback.
 
-    .venv/bin/python bench/bench_delivery.py [--n 2000] [--producers 16] [--workers 4]
+    .venv/bin/python bench/bench_delivery.py [--n 2000] [--producers 16] [--workers 8]
                                              [--sync FULL|NORMAL] [--sample PATH]
 
 The mock hub runs in its own process (uvicorn), as a real hub would. Producers call
@@ -123,7 +123,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--producers", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--sync", choices=("FULL", "NORMAL"), default=None, help="default: both")
     ap.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     args = ap.parse_args()

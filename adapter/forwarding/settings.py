@@ -114,7 +114,7 @@ class MetahubConfig(_Model):
 
 class OutboxConfig(_Model):
     db: str | None = None
-    workers: int = Field(4, ge=0, le=64)
+    workers: int = Field(8, ge=0, le=64)
     batch: int = Field(8, ge=1, le=500)
     max_attempts: int = Field(8, ge=1, le=1000)
     backoff_base: float = Field(1.0, gt=0)
