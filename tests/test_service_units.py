@@ -27,8 +27,14 @@ from adapter.service.ratelimit import TokenBuckets, retry_after_header
 # -- negotiation ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("ctype", "fmt"),
-    [("application/fhir+json; charset=utf-8", "json"), ("application/json", "json"),
-     ("application/fhir+xml", "xml"), ("text/xml;charset=UTF-8", "xml"), (None, None), ("", None)],
+    [
+        ("application/fhir+json; charset=utf-8", "json"),
+        ("application/json", "json"),
+        ("application/fhir+xml", "xml"),
+        ("text/xml;charset=UTF-8", "xml"),
+        (None, None),
+        ("", None),
+    ],
 )
 def test_request_format(ctype: str | None, fmt: str | None) -> None:
     assert neg.request_format(ctype) == fmt
@@ -52,8 +58,16 @@ def test_response_format_precedence() -> None:
 
 @pytest.mark.parametrize(
     ("header", "lang"),
-    [(None, "en"), ("fr-BE", "fr"), ("nl;q=0.3, de;q=0.9", "de"), ("es, it;q=0.9, nl;q=0.1", "nl"),
-     ("es", "en"), ("fr;q=0, nl", "nl"), ("*", "en"), ("de-CH;q=bogus, fr", "fr")],
+    [
+        (None, "en"),
+        ("fr-BE", "fr"),
+        ("nl;q=0.3, de;q=0.9", "de"),
+        ("es, it;q=0.9, nl;q=0.1", "nl"),
+        ("es", "en"),
+        ("fr;q=0, nl", "nl"),
+        ("*", "en"),
+        ("de-CH;q=bogus, fr", "fr"),
+    ],
 )
 def test_language_q_values(header: str | None, lang: str) -> None:
     assert neg.language(header) == lang
@@ -107,8 +121,19 @@ def test_token_buckets_prune_idle_clients() -> None:
 )
 def test_mask_personal_data(text: str) -> None:
     masked = mask_personal_data(text)
-    for secret in ("85073003328", "85.07.30-033.28", "850730 033 28", "Peeters", "Jan", "Maria", "Dubois",
-                   "Janssens", "'An'", "Müller", "Jürgen"):
+    for secret in (
+        "85073003328",
+        "85.07.30-033.28",
+        "850730 033 28",
+        "Peeters",
+        "Jan",
+        "Maria",
+        "Dubois",
+        "Janssens",
+        "'An'",
+        "Müller",
+        "Jürgen",
+    ):
         assert secret not in masked, masked
     assert "***" in masked
 
@@ -194,8 +219,9 @@ def test_check_bind_requires_auth_beyond_loopback() -> None:
     assert check_bind("0.0.0.0", secured) is None
 
 
-def test_serve_refuses_open_bind_without_auth(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_refuses_open_bind_without_auth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BECARE_CONFIG", raising=False)
     code = becare(["serve", "--host", "0.0.0.0", "--port", "8099"])
@@ -204,8 +230,9 @@ def test_serve_refuses_open_bind_without_auth(tmp_path: Path, capsys: pytest.Cap
     assert "refusing to listen on 0.0.0.0 without authentication" in err
 
 
-def test_serve_reports_bad_config_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_reports_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("service:\n  auth:\n    api_keys:\n      - {id: x}\n", encoding="utf-8")
@@ -227,5 +254,7 @@ def test_misspelt_service_keys_are_refused_not_ignored() -> None:
         with pytest.raises(ConfigError, match="unknown key") as info:
             service_config_from_mapping(section)
         assert where in str(info.value)
-    ok = service_config_from_mapping({"auth": {"api_keys": [{"id": "a", "key": "k", "scopes": ["validate"]}]}})
+    ok = service_config_from_mapping(
+        {"auth": {"api_keys": [{"id": "a", "key": "k", "scopes": ["validate"]}]}}
+    )
     assert ok.auth.api_keys[0].id == "a"
