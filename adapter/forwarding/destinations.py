@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class HttpDestination:
     """POST one JSON body; subclasses decide the body and the URL."""
 
     kind = "http"
+    reads_bundle = True  # whether deliver() needs the decoded bundle, or only its stored text
 
     def __init__(self, name: str, config: DestinationConfig, *, client: httpx.Client | None = None) -> None:
         self.name = name
@@ -154,13 +156,28 @@ class HttpDestination:
         self.client.close()
 
 
+_TAIL_TYPE = re.compile(rb'"type":"([a-z-]+)"}\s*$')
+
+
+def bundle_type(raw: bytes) -> Any:
+    """Bundle.type from the stored canonical JSON without decoding 25 KB for one word: keys are
+    sorted, so a Bundle's top-level ``type`` is its last key; anything else is decoded."""
+    m = _TAIL_TYPE.search(raw[-80:])
+    if m is not None:
+        return m.group(1).decode("ascii")
+    parsed = json.loads(raw)
+    return parsed.get("type") if isinstance(parsed, dict) else None
+
+
 class FhirRestDestination(HttpDestination):
     """A FHIR server: transactions and batches go to the base; other bundles are stored as Bundles."""
 
     kind = "fhir-rest"
+    reads_bundle = False  # the worker may pass None: the stored text says all it needs
 
-    def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
-        if bundle.get("type") in ("transaction", "batch"):
+    def request(self, bundle: dict[str, Any] | None, idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
+        btype = bundle.get("type") if bundle is not None else bundle_type(raw)
+        if btype in ("transaction", "batch"):
             return self.url, raw
         return f"{self.url}/Bundle", raw
 

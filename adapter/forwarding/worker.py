@@ -177,8 +177,9 @@ class Forwarder:
             result = DeliveryResult("dead", error=f"destination {item.destination!r} is not configured")
         else:
             try:
-                result = dest.deliver(item.payload, idempotency_key=item.idempotency_key, delivery_id=item.id,
-                                      raw=item.payload_text)
+                bundle = item.payload if getattr(dest, "reads_bundle", True) else None
+                result = dest.deliver(bundle, idempotency_key=item.idempotency_key,  # type: ignore[arg-type]
+                                      delivery_id=item.id, raw=item.payload_text)
             except Exception as exc:  # a bug in a destination must not kill the worker
                 log.exception("destination %s failed", item.destination)
                 result = DeliveryResult("retry", error=mask(f"internal error: {exc!r}"))
