@@ -507,3 +507,20 @@ def test_forwarder_survives_a_crashing_destination(tmp_path: Path) -> None:
     got = box.get(d.id)
     assert got is not None and got.status == "dead" and "internal error" in (got.last_error or "")
     assert SSIN not in (got.last_error or "")
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {"resourceType": "Bundle", "type": "transaction", "entry": []},
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Basic"}}]},
+        {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Basic", "type": "x"}}]},
+        {"resourceType": "Bundle", "type": "batch", "zzz": {"type": "transaction"}},
+        {"resourceType": "Bundle", "signature": {"type": "transaction"}},
+    ],
+)
+def test_bundle_type_read_from_stored_text_matches_the_json(bundle: dict) -> None:
+    from adapter.forwarding.destinations import bundle_type
+    from adapter.outbox.keys import canonical_json
+
+    assert bundle_type(canonical_json(bundle).encode()) == bundle.get("type")
