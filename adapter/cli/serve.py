@@ -105,7 +105,14 @@ def build_app(args: argparse.Namespace) -> Any:
     except OutboxError as exc:
         raise _StartError(f"outbox database: {exc}") from None
     router = Router(settings)
-    forwarder = Forwarder.from_settings(settings, outbox) if settings.forwarding_enabled else None
+    forwarder: Any = None
+    if settings.forwarding_enabled and settings.outbox.process:
+        from adapter.forwarding.process import DeliveryProcess
+
+        forwarder = DeliveryProcess(db_url=settings.db_url, config=config_path, forward_to=args.forward_to,
+                                    workers=settings.outbox.workers or 1)
+    elif settings.forwarding_enabled:
+        forwarder = Forwarder.from_settings(settings, outbox)
     registry = _registry(settings.db_url)
     return create_app(config, outbox=outbox, router=router, forwarder=forwarder, registry=registry)
 

@@ -123,6 +123,9 @@ class OutboxConfig(_Model):
     lease_seconds: float | None = Field(None, gt=0)
     poll_interval: float = Field(0.5, gt=0, le=60)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # deliver from a child process (`becare outbox work`) instead of threads of the service:
+    # accepting and delivering then each have a core (Python runs one thread at a time)
+    process: bool = False
 
 
 class Settings(_Model):

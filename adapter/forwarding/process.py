@@ -1,0 +1,93 @@
+"""Delivery workers in a child process, supervised by the service.
+
+Why: Python runs one thread at a time per process, so a service that accepts and delivers in
+the same process shares one core between the two. With ``outbox.process: true``, ``becare serve``
+starts ``becare outbox work`` on the same database and configuration, restarts it if it dies,
+and stops it with the service. The child also stops if the service is killed outright (Linux
+parent-death signal), so no orphan keeps delivering behind an operator's back; deliveries it had
+claimed are taken up again after their lease, with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("becare.delivery")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class DeliveryProcess:
+    """Has the ``start()`` / ``stop()`` of the in-process Forwarder, so the app treats both alike."""
+
+    def __init__(self, *, db_url: str, config: str | None, forward_to: str | None, workers: int) -> None:
+        self.command = [sys.executable, "-m", "adapter.cli.main", "outbox", "work", "--db", db_url,
+                        "--workers", str(workers)]
+        if config:
+            self.command += ["--config", str(Path(config).resolve())]
+        if forward_to:
+            self.command += ["--forward-to", forward_to]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        return subprocess.Popen(self.command, stdin=subprocess.DEVNULL, preexec_fn=preexec)
+
+    def start(self) -> None:
+        self.proc = self._spawn()
+        log.info("delivery process started (pid %s)", self.proc.pid)
+        self._thread = threading.Thread(target=self._supervise, name="becare-delivery-process", daemon=True)
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            proc = self.proc
+            if proc is None:
+                return
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            if self._stop.is_set():
+                return
+            self.restarts += 1
+            log.error("delivery process exited with %s; restarting (restart %d)", code, self.restarts)
+            self._stop.wait(min(0.5 * self.restarts, 10.0))
+            if not self._stop.is_set():
+                self.proc = self._spawn()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def notify(self, *_: Any) -> None:
+        """The child polls the outbox; nothing to wake in this process."""
