@@ -134,15 +134,10 @@ def test_compiled_verdicts_agree_with_fhirpathpy(monkeypatch: pytest.MonkeyPatch
     mismatches: list[tuple[str, Any, Any]] = []
 
     def differential(
-        self: inv.InvariantChecker,
-        expression: str,
-        value: Any,
-        rule: Any,
-        tcode: str,
-        resource: Any,
-        root: Any,
+        self: inv.InvariantChecker, plan: Any, value: Any, rule: Any, tcode: str, resource: Any, root: Any
     ) -> bool | None:
-        verdict = original(self, expression, value, rule, tcode, resource, root)
+        verdict = original(self, plan, value, rule, tcode, resource, root)
+        expression = plan.expression
         if verdict is not None:
             full = inv._truthy(
                 self.fp.evaluate(

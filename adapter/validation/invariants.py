@@ -173,15 +173,13 @@ class InvariantChecker:
         return plan
 
     def _compiled(
-        self, expression: str, value: Any, rule: ElementRule, tcode: str, resource: Any, root: Any
+        self, plan: _Plan, value: Any, rule: ElementRule, tcode: str, resource: Any, root: Any
     ) -> bool | None:
-        """The verdict of the compiled form of the expression, or None when it declines."""
-        compiled = getattr(self.fp, "compiled", None)
-        fn = compiled(expression) if compiled else None
-        if fn is None:
+        """The verdict of the plan's compiled expression, or None when it declines (or has none)."""
+        if plan.compiled is None:
             return None
         try:
-            return _truthy(fn(value, Env(value, resource, root, _node_type(rule, tcode))))
+            return _truthy(plan.compiled(value, Env(value, resource, root, _node_type(rule, tcode))))
         except Fallback:
             return None
 
@@ -205,10 +203,7 @@ class InvariantChecker:
         try:
             if native is not None:
                 ok = native(value)
-            elif (
-                plan.compiled is not None
-                and (verdict := self._compiled(expression, value, rule, tcode, rc.resource, root)) is not None
-            ):
+            elif (verdict := self._compiled(plan, value, rule, tcode, rc.resource, root)) is not None:
                 ok = verdict
             else:
                 result = self.fp.evaluate(
