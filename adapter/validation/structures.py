@@ -10,7 +10,7 @@ import re
 import threading
 from typing import Any
 
-from adapter.validation.model import SD_BASE, CompiledStructure, compile_structure
+from adapter.validation.model import PRIMITIVE_TYPES, SD_BASE, CompiledStructure, compile_structure
 from adapter.validation.primitives import regex_table
 
 
@@ -85,27 +85,7 @@ class StructureIndex:
     def regexes(self) -> dict[str, re.Pattern[str]]:
         if self._regexes is None:
             sds = []
-            for name in (
-                "base64Binary",
-                "boolean",
-                "canonical",
-                "code",
-                "date",
-                "dateTime",
-                "decimal",
-                "id",
-                "instant",
-                "integer",
-                "markdown",
-                "oid",
-                "positiveInt",
-                "string",
-                "time",
-                "unsignedInt",
-                "uri",
-                "url",
-                "uuid",
-            ):
+            for name in sorted(PRIMITIVE_TYPES - {"xhtml"}):  # xhtml has no regex: checked as XHTML
                 sd = self.store.structure_definition(SD_BASE + name)
                 if sd is not None:
                     sds.append(sd)
