@@ -166,3 +166,40 @@ def test_unknown_declared_profile_is_a_warning(validator: Validator) -> None:
     report = validator.validate(res, OPTS)
     assert not report.has_errors
     assert any(i.severity == "warning" and "nope" in i.message for i in report.issues)
+
+
+def test_min_and_max_values_of_a_profile() -> None:
+    from adapter.conformance import default_store
+    from adapter.validation.api import ValidationOptions
+    from adapter.validation.engine import Validator
+
+    sd = {
+        "resourceType": "StructureDefinition", "url": "http://example.org/sd/limits", "name": "Limits",
+        "status": "active", "kind": "resource", "abstract": False, "type": "Observation",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation", "derivation": "constraint",
+        "differential": {"element": [
+            {"id": "Observation.value[x]", "path": "Observation.value[x]", "type": [{"code": "integer"}],
+             "maxValueInteger": 5},
+            {"id": "Observation.effective[x]", "path": "Observation.effective[x]",
+             "type": [{"code": "dateTime"}], "minValueDateTime": "2020-01-01"},
+        ]},
+    }  # fmt: skip
+    store = default_store().overlay()
+    store.add(sd)
+    validator = Validator(store)
+
+    def limits(value: int, effective: str) -> list[str]:
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "valueInteger": value, "effectiveDateTime": effective,
+               "meta": {"profile": ["http://example.org/sd/limits"]}}  # fmt: skip
+        report = validator.validate(obs, ValidationOptions(rulebook=False))
+        return [i.message for i in report.issues if i.is_error]
+
+    assert limits(3, "2021-05-05") == []
+    assert limits(7, "2021-05-05") == [
+        "The value in the instance (7) is greater than the specified maxValue (5)"
+    ]
+    assert limits(3, "2019-05-05") == [
+        "The value in the instance (2019-05-05) is less than the specified minValue (2020-01-01)"
+    ]
+    assert limits(3, "2019") == []  # another precision: not comparable as text

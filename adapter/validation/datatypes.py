@@ -107,10 +107,19 @@ def check_limits(walker: Walker, value: Any, tcode: str, rule: ElementRule, expr
                     f"{prefix} ({_show_quantity(lvalue)})",
                     source="profile",
                 )
-        elif isinstance(value, int | float | Decimal) and isinstance(lvalue, int | float | Decimal):
-            if (Decimal(str(value)) > Decimal(str(lvalue))) - (
-                Decimal(str(value)) < Decimal(str(lvalue))
-            ) == bad_sign:
+        else:
+            cmp = None
+            if isinstance(value, int | float | Decimal) and isinstance(lvalue, int | float | Decimal):
+                a, b = Decimal(str(value)), Decimal(str(lvalue))
+                cmp = (a > b) - (a < b)
+            elif (
+                isinstance(value, str)
+                and isinstance(lvalue, str)
+                and tcode in ("date", "dateTime", "instant", "time")
+                and len(value) == len(lvalue)
+            ):
+                cmp = (value > lvalue) - (value < lvalue)  # same precision: text order is time order
+            if cmp == bad_sign:
                 walker.report(
                     "error",
                     "value",
@@ -118,22 +127,6 @@ def check_limits(walker: Walker, value: Any, tcode: str, rule: ElementRule, expr
                     f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
                     source="profile",
                 )
-        elif (
-            (
-                isinstance(value, str)
-                and isinstance(lvalue, str)
-                and tcode in ("date", "dateTime", "instant", "time")
-            )
-            and (value > lvalue) - (value < lvalue) == bad_sign
-            and len(value) == len(lvalue)
-        ):
-            walker.report(
-                "error",
-                "value",
-                expr,
-                f"The value in the instance ({value}) is {word} the specified {prefix} ({lvalue})",
-                source="profile",
-            )
 
 
 def _relative_bound(duration: dict[str, Any], direction: int) -> str | None:
