@@ -189,12 +189,16 @@ def coordinator_in_team(ctx: RuleContext) -> Iterator[Finding]:
             yield Finding(f"{ep.node.path}.careManager", params={"region": ctx.region_label or ""})
 
 
+def _without_consent(s: Situation, episodes: Iterable[Episode], category: str) -> Iterator[Finding]:
+    """The episodes whose person has no consent of ``category`` (IC-CC-3, IC-CM-2)."""
+    for ep in episodes:
+        if next(s.consents_of(ep.patient_key, category), None) is None:
+            yield Finding(ep.node.path)
+
+
 @rule("IC-CC-3")
 def coordinator_consent(ctx: RuleContext) -> Iterator[Finding]:
-    s = ctx.situation
-    for ep in _remunerated(s):
-        if next(s.consents_of(ep.patient_key, "care-coordinator-agreement"), None) is None:
-            yield Finding(ep.node.path)
+    return _without_consent(ctx.situation, _remunerated(ctx.situation), "care-coordinator-agreement")
 
 
 @rule("IC-CC-4")
@@ -303,10 +307,7 @@ def case_manager_outside_team(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule("IC-CM-2")
 def case_management_consent(ctx: RuleContext) -> Iterator[Finding]:
-    s = ctx.situation
-    for ep in _cm(s):
-        if next(s.consents_of(ep.patient_key, "case-management"), None) is None:
-            yield Finding(ep.node.path)
+    return _without_consent(ctx.situation, _cm(ctx.situation), "case-management")
 
 
 def _evaluation_tasks(ep: Episode) -> list[Node]:
