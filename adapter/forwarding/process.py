@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("becare.delivery")
 
@@ -31,11 +30,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class DeliveryProcess:
-    """Has the ``start()`` / ``stop()`` of the in-process Forwarder, so the app treats both alike."""
+    """Has the ``start()`` / ``stop()`` of the in-process Forwarder, so the app treats both alike.
+    The child polls the outbox, so nothing in this process needs waking after an accept."""
 
     def __init__(self, *, db_url: str, config: str | None, forward_to: str | None, workers: int) -> None:
-        self.command = [sys.executable, "-m", "adapter.cli.main", "outbox", "work", "--db", db_url,
-                        "--workers", str(workers)]
+        self.command = [
+            sys.executable,
+            "-m",
+            "adapter.cli.main",
+            "outbox",
+            "work",
+            "--db",
+            db_url,
+            "--workers",
+            str(workers),
+        ]
         if config:
             self.command += ["--config", str(Path(config).resolve())]
         if forward_to:
@@ -84,10 +93,3 @@ class DeliveryProcess:
                 proc.wait(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def notify(self, *_: Any) -> None:
-        """The child polls the outbox; nothing to wake in this process."""
