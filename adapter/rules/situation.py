@@ -10,6 +10,7 @@ rulebook, the registry and forwarding, so that routing and the rules never disag
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
@@ -135,28 +136,6 @@ def _ref_string(ref: Any) -> str | None:
     return ref if isinstance(ref, str) and ref else None
 
 
-
-class lazy:
-    """A cached property without functools.cached_property's lock: on Python 3.11 that lock is
-    one per class, shared by every instance, so request threads reading situations serialised
-    on it (delivery throughput fell by a third). Two threads racing here compute the same
-    pure value twice, which is harmless."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-        self.name = fn.__name__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        value = self.fn(obj)
-        obj.__dict__[self.name] = value
-        return value
-
-
 class Situation:
     """The index of one input: a Bundle (its entries) or a single resource."""
 
@@ -179,16 +158,16 @@ class Situation:
         # participants, episodes and their plans and tasks are read on demand: routing needs
         # only the person and the region, and pays for nothing more
 
-    @lazy
+    @functools.cached_property
     def _parts(self) -> dict[int, list[Participant]]:
         return self._build_participants()
 
-    @lazy
+    @functools.cached_property
     def _bare_episodes(self) -> list[Episode]:
         """The episodes without their plans and tasks linked (enough for person and region)."""
         return [self._episode(n) for n in self.of("EpisodeOfCare")]
 
-    @lazy
+    @functools.cached_property
     def episodes(self) -> list[Episode]:
         episodes = self._bare_episodes
         self._link_plans_and_tasks(episodes)
@@ -387,7 +366,7 @@ class Situation:
         return out
 
     # --- whose situation, in which region (CONTRACT section 4) -----------------------------
-    @lazy
+    @functools.cached_property
     def person(self) -> Node | None:
         """The person the input is about: the patient of the first episode whose patient
         resolves to a Patient, else the first Patient. Other Patients (a relative recorded as a
