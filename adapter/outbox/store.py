@@ -58,10 +58,11 @@ Outcome = Literal["delivered", "retry", "dead"]
 class OutboxError(Exception):
     """A request the outbox cannot honour; ``code`` is ``not-found``, ``conflict`` or ``config``."""
 
-    def __init__(self, message: str, code: str = "conflict") -> None:
+    def __init__(self, message: str, code: str = "conflict", *, delivery_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.delivery_id = delivery_id  # the delivery a conflict is with, when there is one
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,6 +633,7 @@ class Outbox:
                 f"a different bundle was already accepted with the same identifier (delivery {found.id}); "
                 "give the new bundle its own Bundle.identifier",
                 "conflict",
+                delivery_id=found.id,
             )
         return found
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 import uuid
@@ -389,9 +388,7 @@ def create_app(
         except OutboxError as exc:
             if exc.code != "conflict":
                 raise
-            existing = re.search(r"delivery ([0-9a-f-]+)", exc.message)
-            raise ServiceError(409, "identifier-reused", code="conflict",
-                               value=existing.group(1) if existing else "?") from None
+            raise ServiceError(409, "identifier-reused", code="conflict", value=exc.delivery_id) from None
         state.audit.record("accept", who=who, what=delivery.id, outcome="success",
                            detail=f"status {delivery.status}", sync=True)
         return delivery
