@@ -159,3 +159,34 @@ def test_render_one_language() -> None:
     for rule in load_catalog().rules:
         assert f"## {rule.id}" in every
         assert all(rule.title[lang] in every for lang in LANGS)
+
+
+def test_catalog_is_parsed_once_under_concurrent_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of request threads at start-up must not each parse the rulebook YAML."""
+    import threading
+
+    from adapter.rules import catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "_LOADED", {})
+    parses = []
+    real = catalog_module.parse_catalog
+
+    def counting(*args: object) -> object:
+        parses.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalog_module, "parse_catalog", counting)
+    start = threading.Barrier(16)
+    results: list[object] = []
+
+    def first_use() -> None:
+        start.wait()
+        results.append(catalog_module.load_catalog())
+
+    threads = [threading.Thread(target=first_use) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(parses) == 1
+    assert len(results) == 16 and all(r is results[0] for r in results)
