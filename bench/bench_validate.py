@@ -32,20 +32,10 @@ def care_bundle() -> dict:
     return data
 
 
-def best_of(fn, repeat: int = 31) -> float:
-    """Best-of-N CPU time of one call: on a shared machine, CPU time of the best run is the
-    figure least disturbed by other processes (wall time also counts their slices)."""
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return min(times)
-
-
 def interleaved(fns: list, repeat: int = 41) -> list[float]:
-    """Best-of-N CPU time of each function, the runs taken in turn (A B C A B C ...) so that a
-    slow spell of the machine weighs on all of them alike rather than on whichever ran then."""
+    """Best-of-N CPU time of each function, the runs taken in turn (A B C A B C ...): CPU time of
+    the best run is the figure least disturbed by other processes, and taking turns makes a slow
+    spell of the machine weigh on all of them alike rather than on whichever ran then."""
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for i, fn in enumerate(fns):
@@ -117,8 +107,9 @@ def main() -> None:
     print(f"  becare full validation + rules  {t_on * 1000:8.2f} ms   rulebook cost {t_on / t_off:5.2f}x")
 
     small, large = scaled(bundle, 1000), scaled(bundle, 10000)
-    t_small = best_of(lambda: v.validate(small, off), 3)
-    t_large = best_of(lambda: v.validate(large, off), 1)
+    # both sizes measured alike (best of 3, interleaved): one run of the large one alone swung
+    # from 11x to 16x between runs of the same code
+    t_small, t_large = interleaved([lambda: v.validate(small, off), lambda: v.validate(large, off)], 3)
     print(
         f"linearity: 1,000 entries {t_small:6.2f} s, 10,000 entries {t_large:6.2f} s, "
         f"ratio {t_large / t_small:5.2f}x (target <= 12x)"
