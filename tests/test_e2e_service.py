@@ -130,6 +130,28 @@ def test_valid_bundles_arrive_exactly_once(running: Running) -> None:
     assert sorted(received) == sorted(ids)
 
 
+def test_decimals_reach_the_hub_exactly_as_written(running: Running) -> None:
+    """A FHIR decimal's precision is significant: 1.50 must arrive as the JSON number 1.50, not
+    as 1.5 and not as the string "1.50" (which the hub would refuse as invalid FHIR)."""
+    sent = bundle("e2e-decimal", ssin=SSIN, family=FAMILY)
+    sent["entry"].append({
+        "fullUrl": "urn:uuid:0d7b6a3e-2f0e-4a43-9e4d-6d3f1e2b9a02",
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                     "valueQuantity": {"value": "__DECIMAL__", "unit": "kg"}},
+        "request": {"method": "POST", "url": "Observation"},
+    })
+    body = json.dumps(sent).replace('"__DECIMAL__"', "71.50").encode()
+    resp = _post(running, "/fhir", body)
+    assert resp.status_code == 202, resp.text
+    deadline = time.monotonic() + 30
+    while "e2e-decimal" not in _received_keys(running):
+        assert time.monotonic() < deadline, _received_keys(running)
+        time.sleep(0.1)
+    arrived = next(x for x in running.hub.state.received
+                   if (x.bundle or {}).get("identifier", {}).get("value") == "e2e-decimal")
+    assert b'"valueQuantity":{"unit":"kg","value":71.50}' in arrived.raw
+
+
 def test_invalid_bundles_get_422_and_are_never_forwarded(running: Running) -> None:
     bad = bundle("e2e-invalid")
     bad["entry"][0]["resource"]["gender"] = "robot"

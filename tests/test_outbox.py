@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -54,6 +55,21 @@ def test_idempotency_key_uses_identifier_else_canonical_hash() -> None:
     assert idempotency_key(a) != idempotency_key(b)
     # an identifier without value falls back to the content hash
     assert idempotency_key({**a, "identifier": {"system": "urn:x"}}).startswith("sha256:")
+
+
+def test_canonical_json_keeps_decimals_as_the_numbers_they_were() -> None:
+    from decimal import Decimal
+
+    from adapter.outbox.keys import _stdlib_canonical
+
+    value = {"b": [Decimal("1.50"), Decimal("1E+2"), Decimal("-0.000120")], "a": "\u00e9", "n": 3}
+    assert canonical_json(value) == '{"a":"\u00e9","b":[1.50,1E+2,-0.000120],"n":3}'
+    assert json.loads(canonical_json(value))["b"][0] == 1.5  # a number, not the string "1.50"
+    # what the fast writer refuses goes through the stdlib writer, with the same spelling
+    big = {**value, "z": 2**70}
+    assert canonical_json(big) == _stdlib_canonical(big)
+    assert canonical_json(big).endswith(',"n":3,"z":1180591620717411303424}')
+    assert _stdlib_canonical(value) == canonical_json(value)
 
 
 def test_enqueue_is_committed_and_visible_to_another_connection(box: Outbox, tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ def decimal_text(value: Decimal) -> str:
     return str(value)
 
 
-def to_json(resource: dict[str, Any], *, pretty: bool = True) -> str:
-    """Serialise the internal form as FHIR JSON (UTF-8 text, keys in their dict order)."""
+def to_json(resource: dict[str, Any], *, pretty: bool = True, sort_keys: bool = False) -> str:
+    """Serialise the internal form as FHIR JSON (UTF-8 text, keys in their dict order unless
+    ``sort_keys``)."""
     token = "\x1edec" + secrets.token_hex(8) + ":"
     decimals: list[Decimal] = []
 
@@ -39,6 +40,7 @@ def to_json(resource: dict[str, Any], *, pretty: bool = True) -> str:
         separators=(",", ": ") if pretty else (",", ":"),
         ensure_ascii=False,
         allow_nan=False,
+        sort_keys=sort_keys,
         default=default,
     )
     if decimals:
