@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -78,12 +79,32 @@ class Fault:
 
 @dataclass
 class Received:
+    """One recorded request. Only the raw bytes are kept: a hub holding thousands of decoded
+    bundles makes every garbage collection walk millions of objects, which slowed the hub down
+    as a benchmark went on. ``body`` and ``bundle`` are decoded when first read."""
+
     key: str
     path: str
     at: float
-    body: dict[str, Any]
+    raw: bytes
     kind: str  # "fhir-rest" or "mhd"
-    bundle: dict[str, Any] | None  # the becare Bundle (unwrapped from ITI-65 for mhd)
+
+    @functools.cached_property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self.raw)
+
+    @functools.cached_property
+    def bundle(self) -> dict[str, Any] | None:
+        """The becare Bundle (unwrapped from the ITI-65 Binary for mhd)."""
+        return _unwrap(self.body) if self.kind == "mhd" else self.body
+
+
+def _unwrap(provide: dict[str, Any]) -> dict[str, Any] | None:
+    for entry in provide.get("entry") or []:
+        res = (entry or {}).get("resource") or {}
+        if res.get("resourceType") == "Binary" and res.get("data"):
+            return json.loads(base64.b64decode(res["data"]))
+    return None
 
 
 @dataclass
@@ -207,16 +228,9 @@ def create_app(state: MockHubState | None = None) -> FastAPI:
             return JSONResponse(_outcome(400, "body is not JSON", "structure"), status_code=400)
         if not isinstance(parsed, dict) or parsed.get("resourceType") != "Bundle":
             return JSONResponse(_outcome(400, "expected a Bundle", "invalid"), status_code=400)
-        inner = parsed
-        if kind == "mhd":
-            inner = None
-            for entry in parsed.get("entry") or []:
-                res = (entry or {}).get("resource") or {}
-                if res.get("resourceType") == "Binary" and res.get("data"):
-                    inner = json.loads(base64.b64decode(res["data"]))
-            if inner is None:
-                return JSONResponse(_outcome(400, "ITI-65 bundle without Binary", "invalid"), status_code=400)
-        state.record(Received(key, request.url.path, time.time(), parsed, kind, inner))
+        if kind == "mhd" and _unwrap(parsed) is None:
+            return JSONResponse(_outcome(400, "ITI-65 bundle without Binary", "invalid"), status_code=400)
+        state.record(Received(key, request.url.path, time.time(), body, kind))
         if fault and fault.drop_after:
             return _DropResponse()
         if request.url.path.endswith("/Bundle"):
