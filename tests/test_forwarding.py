@@ -40,6 +40,10 @@ from adapter.forwarding.settings import AuthConfig, DestinationConfig, settings_
 from adapter.outbox import Outbox, idempotency_key
 from adapter.rules import UnknownRegionError, check_rulebook
 
+# The delivery client runs on our stdlib transport (adapter/forwarding/transport.py), so respx
+# mocks at the httpx client, not in httpcore.
+mock_http = respx.mock(using="httpx")
+
 ROOT = Path(__file__).resolve().parent.parent
 SSIN_SYSTEM = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
 SSIN = "85073003328"
@@ -290,10 +294,10 @@ def test_router_without_a_match_says_why() -> None:
     assert decision.reason == "no destination is configured for region brussels"
 
 
-@respx.mock
+@mock_http
 def test_metahub_consent_gate_and_hub_location() -> None:
     s = routed_settings(metahub={"url": "http://metahub.example/locate", "hubs": {"abrumet": "hub"}})
-    route = respx.post("http://metahub.example/locate")
+    route = mock_http.post("http://metahub.example/locate")
     router = Router(s)
 
     route.mock(return_value=httpx.Response(200, json={"hubs": ["abrumet", "unknown"], "consentActive": True}))
@@ -357,9 +361,9 @@ def rest(url: str = "http://fhir.example/base", **cfg: object) -> FhirRestDestin
     return FhirRestDestination("t", DestinationConfig(url=url, **cfg))
 
 
-@respx.mock
+@mock_http
 def test_fhir_rest_posts_the_transaction_with_headers() -> None:
-    route = respx.post("http://fhir.example/base").mock(return_value=httpx.Response(200, json={}))
+    route = mock_http.post("http://fhir.example/base").mock(return_value=httpx.Response(200, json={}))
     dest = rest(auth=AuthConfig(bearer_token="tok"), headers={"X-Partner": "becare"})
     b = care_bundle()
     result = dest.deliver(b, idempotency_key=idempotency_key(b), delivery_id="d-1")
@@ -373,15 +377,15 @@ def test_fhir_rest_posts_the_transaction_with_headers() -> None:
     assert json.loads(req.content) == b
 
 
-@respx.mock
+@mock_http
 def test_fhir_rest_collection_goes_to_bundle_endpoint() -> None:
-    route = respx.post("http://fhir.example/base/Bundle").mock(return_value=httpx.Response(201))
+    route = mock_http.post("http://fhir.example/base/Bundle").mock(return_value=httpx.Response(201))
     b = care_bundle(btype="collection")
     assert rest().deliver(b, idempotency_key="k", delivery_id="d").outcome == "delivered"
     assert route.called
 
 
-@respx.mock
+@mock_http
 @pytest.mark.parametrize(
     ("response", "outcome", "retry_after"),
     [
@@ -395,7 +399,7 @@ def test_fhir_rest_collection_goes_to_bundle_endpoint() -> None:
     ],
 )
 def test_fhir_rest_error_replies(response: httpx.Response, outcome: str, retry_after: float | None) -> None:
-    respx.post("http://fhir.example/base").mock(return_value=response)
+    mock_http.post("http://fhir.example/base").mock(return_value=response)
     result = rest().deliver(care_bundle(), idempotency_key="k", delivery_id="d")
     assert result.outcome == outcome and result.http_status == response.status_code
     assert result.retry_after == retry_after
@@ -403,9 +407,9 @@ def test_fhir_rest_error_replies(response: httpx.Response, outcome: str, retry_a
     assert SSIN not in result.error
 
 
-@respx.mock
+@mock_http
 def test_fhir_rest_network_failures_are_retried() -> None:
-    route = respx.post("http://fhir.example/base")
+    route = mock_http.post("http://fhir.example/base")
     route.mock(side_effect=httpx.ConnectError("refused"))
     result = rest().deliver(care_bundle(), idempotency_key="k", delivery_id="d")
     assert result.outcome == "retry" and "ConnectError" in (result.error or "") and result.http_status is None
@@ -414,9 +418,9 @@ def test_fhir_rest_network_failures_are_retried() -> None:
     assert result.outcome == "retry" and "timeout" in (result.error or "")
 
 
-@respx.mock
+@mock_http
 def test_mhd_wraps_the_bundle_as_iti65() -> None:
-    route = respx.post("http://mhd.example/fhir").mock(return_value=httpx.Response(200, json={}))
+    route = mock_http.post("http://mhd.example/fhir").mock(return_value=httpx.Response(200, json={}))
     config = DestinationConfig(kind="mhd", url="http://mhd.example/fhir", source_id="urn:oid:1.2.3")
     dest = MhdDestination("m", config)
     b = care_bundle()

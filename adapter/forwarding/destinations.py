@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -23,6 +25,7 @@ from adapter.outbox.masking import mask
 from .backoff import parse_retry_after
 from .mhd import provide_document_bundle
 from .settings import AuthConfig, DestinationConfig
+from .transport import StdlibTransport
 
 FHIR_JSON = "application/fhir+json"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -76,7 +79,22 @@ def ssl_verify(auth: AuthConfig) -> ssl.SSLContext | bool:
     return ctx
 
 
-def make_client(auth: AuthConfig, timeout: float, *, headers: dict[str, str] | None = None) -> httpx.Client:
+def _behind_proxy(url: str | None) -> bool:
+    """Whether the environment sends ``url`` through a proxy (HTTPS_PROXY, ALL_PROXY, NO_PROXY)."""
+    if url is None:
+        return bool(urllib.request.getproxies())
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def make_client(
+    auth: AuthConfig, timeout: float, *, headers: dict[str, str] | None = None, url: str | None = None
+) -> httpx.Client:
+    """The client for one destination: direct connections go through the stdlib transport
+    (a third of the CPU per delivery); behind a proxy, httpx's own transport, which knows them."""
     base_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     token = auth.token()
     if token:
@@ -84,13 +102,25 @@ def make_client(auth: AuthConfig, timeout: float, *, headers: dict[str, str] | N
     verify: ssl.SSLContext | bool = True
     if auth.ca_bundle or auth.client_cert or not auth.verify:
         verify = ssl_verify(auth)
+    transport = None
+    if not _behind_proxy(url):
+        context = verify if isinstance(verify, ssl.SSLContext) else _no_verify() if not verify else None
+        transport = StdlibTransport(ssl_context=context)
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         verify=verify,
         headers=base_headers,
         follow_redirects=False,
         limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        transport=transport,
     )
+
+
+def _no_verify() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _error_summary(response: httpx.Response) -> str:
@@ -119,7 +149,8 @@ class HttpDestination:
         self.name = name
         self.config = config
         self.url = config.url
-        self.client = client or make_client(config.auth, config.timeout, headers=config.headers)
+        self.client = client or make_client(config.auth, config.timeout, headers=config.headers,
+                                             url=config.url)
 
     def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
         raise NotImplementedError

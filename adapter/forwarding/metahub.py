@@ -46,7 +46,7 @@ def parse_answer(body: object) -> LocatorAnswer:
 class MetahubLocator:
     def __init__(self, config: MetahubConfig, *, client: httpx.Client | None = None) -> None:
         self.config = config
-        self.client = client or make_client(config.auth, config.timeout)
+        self.client = client or make_client(config.auth, config.timeout, url=config.url)
 
     def locate(self, ssin: str) -> LocatorAnswer:
         try:
