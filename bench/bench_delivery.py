@@ -77,8 +77,9 @@ def _start_hub(port: int) -> subprocess.Popen[bytes]:
 
 def _start_worker_process(db_url: str, hub_url: str, workers: int) -> subprocess.Popen[bytes]:
     """Delivery in its own process, as `becare outbox work` runs beside a service configured
-    with ``outbox.workers: 0``: accepting and delivering then use a core each."""
-    return subprocess.Popen(
+    with ``outbox.workers: 0``: accepting and delivering then use a core each. Returns once its
+    workers run: a long-lived delivery process starts once, its imports are not throughput."""
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -93,9 +94,15 @@ def _start_worker_process(db_url: str, hub_url: str, workers: int) -> subprocess
             str(workers),
         ],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "becare outbox: N workers delivering from ..."
+    if b"delivering" not in line:
+        proc.kill()
+        raise SystemExit(f"delivery process did not start: {line!r}")
+    return proc
 
 
 def run(

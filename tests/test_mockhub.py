@@ -66,6 +66,13 @@ def test_per_request_faults(hub: MockHub) -> None:
         post(hub, "drop-after", "drop-after")
     time.sleep(1.0)  # the slow request finishes server-side and is recorded
     assert sorted(hub.state.keys()) == ["drop-after", "slow"]
+    by_query = httpx.post(hub.fhir_url + "/Bundle?fault=429", json=BUNDLE, headers={"Idempotency-Key": "q"})
+    assert by_query.status_code == 429
+    bad = post(hub, "k", "explode")
+    assert bad.status_code == 400 and "unknown fault" in bad.json()["issue"][0]["diagnostics"]
+    assert sorted(hub.state.keys()) == ["drop-after", "slow"]
+    stored = post(hub, "as-bundle", path="/fhir/Bundle")
+    assert stored.status_code == 201 and stored.json()["id"] == "mock-3"
 
 
 def test_fault_script_applies_one_fault_per_request(hub: MockHub) -> None:
