@@ -40,8 +40,8 @@ from adapter.forwarding.settings import AuthConfig, DestinationConfig, settings_
 from adapter.outbox import Outbox, idempotency_key
 from adapter.rules import UnknownRegionError, check_rulebook
 
-# The delivery client runs on our stdlib transport (adapter/forwarding/transport.py), so respx
-# mocks at the httpx client, not in httpcore.
+# Delivery and the metahub client run on our stdlib transport (adapter/forwarding/transport.py),
+# not httpcore: respx answers at the httpx client (metahub) or as the destination's transport.
 mock_http = respx.mock(using="httpx")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,7 +358,12 @@ def test_classification() -> None:
 
 
 def rest(url: str = "http://fhir.example/base", **cfg: object) -> FhirRestDestination:
-    return FhirRestDestination("t", DestinationConfig(url=url, **cfg))
+    return FhirRestDestination("t", DestinationConfig(url=url, **cfg), transport=mocked())
+
+
+def mocked() -> httpx.MockTransport:
+    """Destinations send through their transport: respx's routes answer there."""
+    return httpx.MockTransport(mock_http.handler)
 
 
 @mock_http
@@ -422,7 +427,7 @@ def test_fhir_rest_network_failures_are_retried() -> None:
 def test_mhd_wraps_the_bundle_as_iti65() -> None:
     route = mock_http.post("http://mhd.example/fhir").mock(return_value=httpx.Response(200, json={}))
     config = DestinationConfig(kind="mhd", url="http://mhd.example/fhir", source_id="urn:oid:1.2.3")
-    dest = MhdDestination("m", config)
+    dest = MhdDestination("m", config, transport=mocked())
     b = care_bundle()
     assert dest.deliver(b, idempotency_key="urn:test|b-1", delivery_id="d").outcome == "delivered"
     sent = json.loads(route.calls.last.request.content)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from adapter.forwarding.destinations import FhirRestDestination, make_client
+from adapter.forwarding.destinations import FhirRestDestination, make_transport, proxy_for
 from adapter.forwarding.mockhub import MockHub
 from adapter.forwarding.settings import AuthConfig, DestinationConfig
 from adapter.forwarding.transport import StdlibTransport
@@ -232,7 +232,7 @@ def test_an_oversized_reply_is_refused(scripted: Callable[[Reply], ScriptedServe
 def test_delivery_client_uses_it_and_the_mock_hub_records_once() -> None:
     with MockHub() as hub:
         dest = FhirRestDestination("hub", DestinationConfig(kind="fhir-rest", url=hub.fhir_url))
-        assert isinstance(dest.client._transport, StdlibTransport)
+        assert isinstance(dest.transport, StdlibTransport)
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
         for _ in range(3):
             assert dest.deliver(bundle, idempotency_key="same", delivery_id="d1").outcome == "delivered"
@@ -241,16 +241,33 @@ def test_delivery_client_uses_it_and_the_mock_hub_records_once() -> None:
 
 
 def test_a_proxy_in_the_environment_keeps_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Behind a proxy the delivery goes through httpx's transport, which knows proxies."""
+    """Behind a proxy the delivery goes through httpx's transport, which speaks to proxies."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.setenv("NO_PROXY", "internal.example")
     monkeypatch.delenv("no_proxy", raising=False)
-    proxied = make_client(AuthConfig(), 5.0, url="https://hub.example/fhir")
-    direct = make_client(AuthConfig(), 5.0, url="http://hub.example/fhir")
-    assert not isinstance(proxied._transport, StdlibTransport)
-    assert isinstance(direct._transport, StdlibTransport)
+    monkeypatch.delenv("https_proxy", raising=False)
+    assert proxy_for("https://hub.example/fhir") == "http://proxy.example:3128"
+    assert proxy_for("https://internal.example/fhir") is None and proxy_for("http://hub.example/") is None
+    proxied = make_transport(AuthConfig(), "https://hub.example/fhir")
+    bypassed = make_transport(AuthConfig(), "https://internal.example/fhir")
+    assert isinstance(proxied, httpx.HTTPTransport) and isinstance(bypassed, StdlibTransport)
     proxied.close()
-    direct.close()
+    bypassed.close()
+
+
+def test_delivery_through_a_proxy_reaches_it_in_absolute_form(
+    scripted: Callable[[Reply], ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = scripted(ok)  # plays the forward proxy: it answers for the hub
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    dest = FhirRestDestination("hub", DestinationConfig(kind="fhir-rest", url="http://hub.invalid/fhir"))
+    result = dest.deliver({"resourceType": "Bundle", "type": "transaction"}, idempotency_key="k",
+                          delivery_id="d")
+    dest.close()
+    assert result.outcome == "delivered"
+    assert proxy.requests[0].startswith(b"POST http://hub.invalid/fhir HTTP/1.1\r\n")
 
 
 def test_close_closes_idle_connections(scripted: Callable[[Reply], ScriptedServer]) -> None:
