@@ -194,9 +194,9 @@ def main() -> int:
     ok = True
     for separate in (False, True):
         print(
-            "workers in the accepting process"
+            "outbox.process: false -- workers are threads of the accepting process"
             if not separate
-            else "workers in their own process (`becare outbox work`, service with outbox.workers: 0)"
+            else "default with 2+ cores -- delivery in its own process (`becare outbox work`)"
         )
         for sync in [args.sync] if args.sync else ["FULL", "NORMAL"]:
             r = run(args.n, args.producers, args.workers, sync, args.sample, separate)

@@ -7,6 +7,7 @@ when the service is killed outright.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,13 +66,11 @@ def _until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, MockHub]]:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, outbox: str) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, MockHub]]:
     config = tmp_path / "becare.yaml"
     config.write_text(
-        "service:\n  rate_limit: {per_second: 1000, burst: 1000}\n"
-        "outbox:\n  process: true\n  workers: 2\n  poll_interval: 0.1\n  backoff_base: 0.1\n",
-        encoding="utf-8",
+        "service:\n  rate_limit: {per_second: 1000, burst: 1000}\n" + outbox, encoding="utf-8"
     )
     with MockHub() as hub:
         port = _free_port()
@@ -99,6 +98,13 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Clien
             if process.poll() is None:
                 process.terminate()
                 process.wait(20)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, MockHub]]:
+    outbox = "outbox:\n  process: true\n  workers: 2\n  poll_interval: 0.1\n  backoff_base: 0.1\n"
+    with _serving(tmp_path, outbox) as running:
+        yield running
 
 
 def _submit(client: httpx.Client, ident: str) -> None:
@@ -137,3 +143,35 @@ def test_the_child_stops_when_the_service_is_killed(serve: tuple) -> None:
     process.kill()
     process.wait(20)
     _until("the orphan to stop", lambda: not _alive(child))
+
+
+def test_an_accept_wakes_the_child_at_once(tmp_path: Path) -> None:
+    """The child polls every 30 s here: only the service's wake-up signal can make it deliver
+    within seconds. Unset ``process`` is the default: a child on a machine with two cores."""
+    assert (os.cpu_count() or 1) > 1, "the default would deliver in-process on one core"
+    with _serving(tmp_path, "outbox:\n  poll_interval: 30\n") as (process, client, hub):
+        _until("the delivery process", lambda: len(_children(process.pid)) == 1)
+        time.sleep(1.0)  # the child's workers have done their first poll and are idle
+        started = time.monotonic()
+        for i in range(3):
+            _submit(client, f"wake-{i}")
+            _until("delivery after the wake-up", lambda i=i: f"wake-{i}" in _received(hub), timeout=10)
+        assert time.monotonic() - started < 10
+
+
+def test_early_wake_ups_do_not_kill_a_starting_child(tmp_path: Path) -> None:
+    """SIGUSR1 kills by default: the child keeps it blocked until its handler is in place."""
+    from adapter.forwarding.process import DeliveryProcess
+
+    with MockHub() as hub:
+        proc = DeliveryProcess(db_url=f"sqlite:///{tmp_path / 'o.db'}", config=None,
+                               forward_to=hub.fhir_url, workers=1)
+        proc.start()
+        try:
+            for _ in range(50):  # all through the child's start-up
+                proc.notify()
+                time.sleep(0.02)
+            time.sleep(1.5)
+            assert proc.restarts == 0 and proc.proc is not None and proc.proc.poll() is None
+        finally:
+            proc.stop()

@@ -194,6 +194,9 @@ def _work(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
         fw.forwarder.start()
+        if hasattr(signal, "SIGUSR1"):  # the supervising service's "new work" (see process.py)
+            signal.signal(signal.SIGUSR1, lambda *_: fw.forwarder.notify())
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
         print(
             f"becare outbox: {fw.forwarder.workers} workers delivering from {s.db_url.split('@')[-1]}",
             flush=True,

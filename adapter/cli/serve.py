@@ -106,11 +106,11 @@ def build_app(args: argparse.Namespace) -> Any:
         raise _StartError(f"outbox database: {exc}") from None
     router = Router(settings)
     forwarder: Any = None
-    if settings.forwarding_enabled and settings.outbox.process:
+    if settings.forwarding_enabled and settings.outbox.delivery_process(settings.db_url):
         from adapter.forwarding.process import DeliveryProcess
 
         forwarder = DeliveryProcess(db_url=settings.db_url, config=config_path, forward_to=args.forward_to,
-                                    workers=settings.outbox.workers or 1)
+                                    workers=settings.outbox.workers or 1, outbox=outbox)
     elif settings.forwarding_enabled:
         forwarder = Forwarder.from_settings(settings, outbox)
     registry = _registry(settings.db_url)

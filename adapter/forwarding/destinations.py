@@ -158,9 +158,10 @@ class HttpDestination:
         self.config = config
         self.url = config.url
         self.transport = transport or make_transport(config.auth, config.url)
-        self._headers = {**base_headers(config.auth, config.headers),
-                         "Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+        self._headers = httpx.Headers({**base_headers(config.auth, config.headers),
+                                       "Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
         self._timeout = httpx.Timeout(config.timeout).as_dict()
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: parsing cost a tenth of a delivery
 
     def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
         raise NotImplementedError
@@ -170,9 +171,13 @@ class HttpDestination:
     ) -> DeliveryResult:
         data = raw.encode("utf-8") if raw is not None else canonical_json(bundle).encode("utf-8")
         url, body = self.request(bundle, idempotency_key, data)
-        headers = {**self._headers, IDEMPOTENCY_HEADER: header_key(idempotency_key),
-                   "X-Request-ID": delivery_id}
-        request = httpx.Request("POST", url, content=body, headers=headers,
+        headers = self._headers.copy()
+        headers[IDEMPOTENCY_HEADER] = header_key(idempotency_key)
+        headers["X-Request-ID"] = delivery_id
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+        request = httpx.Request("POST", parsed, content=body, headers=headers,
                                 extensions={"timeout": self._timeout})
         try:
             response = self.transport.handle_request(request)

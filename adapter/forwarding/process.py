@@ -18,22 +18,33 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("becare.delivery")
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+WAKE_SIGNAL = signal.SIGUSR1
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Wake-ups wait (blocked, survives exec) until the child has a handler: SIGUSR1's default
+    # action would kill a child still importing.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [WAKE_SIGNAL])
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class DeliveryProcess:
-    """Has the ``start()`` / ``stop()`` of the in-process Forwarder, so the app treats both alike.
-    The child polls the outbox, so nothing in this process needs waking after an accept."""
+    """Has the ``start()`` / ``stop()`` / ``notify()`` of the in-process Forwarder, so the app
+    treats both alike. The child polls the outbox; given the ``outbox``, each accept also wakes
+    it with a signal, so a bundle leaves at once instead of at the next poll."""
 
-    def __init__(self, *, db_url: str, config: str | None, forward_to: str | None, workers: int) -> None:
+    def __init__(
+        self, *, db_url: str, config: str | None, forward_to: str | None, workers: int, outbox: Any = None
+    ) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -49,16 +60,27 @@ class DeliveryProcess:
             self.command += ["--config", str(Path(config).resolve())]
         if forward_to:
             self.command += ["--forward-to", forward_to]
+        self.outbox = outbox
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = _child_setup if hasattr(signal, "pthread_sigmask") else None
         return subprocess.Popen(self.command, stdin=subprocess.DEVNULL, preexec_fn=preexec)
 
+    def notify(self) -> None:
+        """New work was accepted: wake the child's idle workers."""
+        proc = self.proc
+        if proc is not None and hasattr(signal, "SIGUSR1"):
+            with contextlib.suppress(OSError):
+                proc.send_signal(WAKE_SIGNAL)  # Popen never signals a process it has reaped
+
     def start(self) -> None:
+        if self.outbox is not None and not getattr(self, "_listening", False):
+            self.outbox.add_listener(self.notify)
+            self._listening = True
         self.proc = self._spawn()
         log.info("delivery process started (pid %s)", self.proc.pid)
         self._thread = threading.Thread(target=self._supervise, name="becare-delivery-process", daemon=True)

@@ -124,8 +124,22 @@ class OutboxConfig(_Model):
     poll_interval: float = Field(0.5, gt=0, le=60)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     # deliver from a child process (`becare outbox work`) instead of threads of the service:
-    # accepting and delivering then each have a core (Python runs one thread at a time)
-    process: bool = False
+    # accepting and delivering then each have a core (Python runs one thread at a time).
+    # Unset: yes when there is more than one core and the database is not in memory.
+    process: bool | None = None
+
+    def delivery_process(self, db_url: str) -> bool:
+        """Whether ``becare serve`` should deliver from a child process."""
+        if self.process is not None:
+            return self.process
+        return (os.cpu_count() or 1) > 1 and not _in_memory(db_url)
+
+
+def _in_memory(db_url: str) -> bool:
+    if not db_url.startswith("sqlite"):
+        return False
+    database = db_url.split("://", 1)[-1].lstrip("/")
+    return database in ("", ":memory:") or ":memory:" in database or "mode=memory" in database
 
 
 class Settings(_Model):
