@@ -274,6 +274,22 @@ def routed_settings(**extra: object):
     })
 
 
+def test_delivery_process_default_follows_cores_database_and_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter.forwarding.settings import OutboxConfig
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    auto = OutboxConfig()
+    assert auto.process is None
+    assert auto.delivery_process("sqlite:///becare.db") and auto.delivery_process("postgresql://u@h/db")
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?cache=shared"):
+        assert not auto.delivery_process(memory), memory  # a child could not see that database
+    assert not OutboxConfig(workers=0).delivery_process("sqlite:///becare.db")  # delivered elsewhere
+    assert OutboxConfig(process=True, workers=0).delivery_process("sqlite:///becare.db")
+    assert not OutboxConfig(process=False).delivery_process("sqlite:///becare.db")
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert not auto.delivery_process("sqlite:///becare.db")  # one core: threads lose nothing
+
+
 def test_router_by_region_explicit_and_default() -> None:
     router = Router(routed_settings())
     assert router.route(care_bundle("9000")).destinations == ("fl",)

@@ -125,14 +125,15 @@ class OutboxConfig(_Model):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     # deliver from a child process (`becare outbox work`) instead of threads of the service:
     # accepting and delivering then each have a core (Python runs one thread at a time).
-    # Unset: yes when there is more than one core and the database is not in memory.
+    # Unset: yes with workers, more than one core and a database that is not in memory.
     process: bool | None = None
 
     def delivery_process(self, db_url: str) -> bool:
         """Whether ``becare serve`` should deliver from a child process."""
         if self.process is not None:
             return self.process
-        return (os.cpu_count() or 1) > 1 and not _in_memory(db_url)
+        # workers: 0 means delivery happens elsewhere (`becare outbox work` on another host)
+        return self.workers > 0 and (os.cpu_count() or 1) > 1 and not _in_memory(db_url)
 
 
 def _in_memory(db_url: str) -> bool:
