@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import signal
+import socket
 import sys
-import threading
+from collections.abc import Callable
 from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
@@ -190,21 +192,49 @@ def _work(args: argparse.Namespace) -> int:
         if args.drain:
             fw.forwarder.drain(timeout=float("inf"))
             return EXIT_OK
-        done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: done.set())
         fw.forwarder.start()
-        if hasattr(signal, "SIGUSR1"):  # the supervising service's "new work" (see process.py)
-            signal.signal(signal.SIGUSR1, lambda *_: fw.forwarder.notify())
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
-        print(
-            f"becare outbox: {fw.forwarder.workers} workers delivering from {s.db_url.split('@')[-1]}",
-            flush=True,
-        )
-        done.wait()
+        ready = f"becare outbox: {fw.forwarder.workers} workers delivering from {s.db_url.split('@')[-1]}"
+        _serve_signals(fw.forwarder.notify, ready=lambda: print(ready, flush=True))
         return EXIT_OK
     finally:
         fw.close()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_WAKE = getattr(signal, "SIGUSR1", None)  # the supervising service's "new work" (see process.py)
+
+
+def _serve_signals(wake: Callable[[], None], *, ready: Callable[[], None]) -> None:
+    """Wait for SIGINT/SIGTERM; call ``wake`` on each SIGUSR1; ``ready`` once they are handled.
+
+    The handlers do nothing in Python: the interpreter writes each signal's number to a socket
+    this loop reads. A handler that takes a lock (``Event.set``) deadlocked when the next signal
+    interrupted it holding that lock, leaving a child no SIGTERM could stop."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    watched = [*_STOP_SIGNALS, *([_WAKE] if _WAKE is not None else [])]
+    for sig in watched:
+        signal.signal(sig, lambda _signum, _frame: None)
+    if _WAKE is not None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [_WAKE])  # blocked by the parent until now
+    ready()
+    try:
+        while True:
+            select.select([reader], [], [], 5.0)
+            try:
+                received = reader.recv(4096)
+            except BlockingIOError:
+                continue
+            if any(n in received for n in _STOP_SIGNALS):
+                return
+            if _WAKE is not None and _WAKE in received:
+                wake()
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
