@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adapter.database import is_memory_sqlite
+
 from .region import REGIONS
 
 CONFIG_ENV = "BECARE_CONFIG"
@@ -133,14 +135,7 @@ class OutboxConfig(_Model):
         if self.process is not None:
             return self.process
         # workers: 0 means delivery happens elsewhere (`becare outbox work` on another host)
-        return self.workers > 0 and (os.cpu_count() or 1) > 1 and not _in_memory(db_url)
-
-
-def _in_memory(db_url: str) -> bool:
-    if not db_url.startswith("sqlite"):
-        return False
-    database = db_url.split("://", 1)[-1].lstrip("/")
-    return database in ("", ":memory:") or ":memory:" in database or "mode=memory" in database
+        return self.workers > 0 and (os.cpu_count() or 1) > 1 and not is_memory_sqlite(db_url)
 
 
 class Settings(_Model):

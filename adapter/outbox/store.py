@@ -40,6 +40,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from adapter.database import is_memory_sqlite
+
 from .audit import AuditRecord, audit_bundle, iso
 from .keys import canonical_json
 from .masking import mask
@@ -324,11 +326,6 @@ def _NullLock() -> AbstractContextManager[None]:
     return nullcontext()
 
 
-def _is_memory(engine: Engine) -> bool:
-    database = engine.url.database or ""
-    return database in ("", ":memory:") or database.startswith("file::memory:")
-
-
 class Outbox:
     """SQLite (WAL) or PostgreSQL, by SQLAlchemy URL."""
 
@@ -344,7 +341,7 @@ class Outbox:
         self._listeners: list[Callable[[], None]] = []
         self.engine = self._make_engine(self.url, sqlite_synchronous, immediate=True)
         self._work_engine = self.engine
-        if self.dialect == "sqlite" and not _is_memory(self.engine):
+        if self.dialect == "sqlite" and not is_memory_sqlite(self.engine.url):
             # Readers must not queue behind writers: WAL lets them read a snapshot in parallel.
             self._read_engine = self._make_engine(self.url, sqlite_synchronous, immediate=False)
             # Worker bookkeeping (claims, outcomes) need not survive a power cut: losing one only
@@ -392,10 +389,9 @@ class Outbox:
             raise OutboxError(f"invalid database URL: {exc}", "config") from None
         try:
             if parsed.get_backend_name() == "sqlite":
-                database = parsed.database or ""
-                memory = database in ("", ":memory:") or database.startswith("file::memory:")
+                memory = is_memory_sqlite(parsed)
                 if not memory:
-                    parent = Path(database).expanduser().resolve().parent
+                    parent = Path(parsed.database or "").expanduser().resolve().parent
                     if not parent.is_dir():
                         raise OutboxError(f"database folder does not exist: {parent}", "config")
                 kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}

@@ -24,6 +24,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from adapter.database import is_memory_sqlite
+
 # Any fixed 64-bit number: the lock under which the schema is created on PostgreSQL.
 SCHEMA_LOCK = 0x62656361726500
 
@@ -51,8 +53,7 @@ def make_engine(url: str) -> Engine:
     try:
         if parsed.get_backend_name() != "sqlite":
             return create_engine(parsed, pool_pre_ping=True)
-        database = parsed.database or ""
-        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        memory = is_memory_sqlite(parsed)
         # One in-memory database per registry, seen by every thread (the service records from
         # its thread pool); a file gets a pool and waits for other writers instead of failing.
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
