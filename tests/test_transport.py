@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -278,3 +279,22 @@ def test_close_closes_idle_connections(scripted: Callable[[Reply], ScriptedServe
     assert transport._idle == {}
     with httpx.Client(transport=StdlibTransport()) as c:  # a new one works after the old closed
         assert c.post(server.url, content=b"{}").status_code == 200
+
+
+def test_tls_verification_follows_the_auth_settings(tmp_path: Path) -> None:
+    """A hub with a certificate from a private CA: refused by default, accepted with that CA as
+    ``ca_bundle``, and with ``verify: false`` (a test platform's self-made certificate)."""
+    from tests.test_forwarding import make_tls_files
+
+    tls = make_tls_files(tmp_path)
+    bundle = {"resourceType": "Bundle", "type": "transaction"}
+    with MockHub(tls={"certfile": str(tls["server_cert"]), "keyfile": str(tls["server_key"])}) as hub:
+        for auth, outcome in ((AuthConfig(), "retry"), (AuthConfig(ca_bundle=str(tls["ca"])), "delivered"),
+                              (AuthConfig(verify=False), "delivered")):
+            config = DestinationConfig(kind="fhir-rest", url=hub.fhir_url, auth=auth)
+            dest = FhirRestDestination("hub", config)
+            result = dest.deliver(bundle, idempotency_key=f"k-{outcome}-{auth.verify}", delivery_id="d")
+            dest.close()
+            assert result.outcome == outcome, (auth, result)
+            if outcome == "retry":
+                assert "CERTIFICATE_VERIFY_FAILED" in (result.error or "")

@@ -66,10 +66,8 @@ def header_key(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()
 
 
-def ssl_verify(auth: AuthConfig) -> ssl.SSLContext | bool:
-    """The ``verify=`` for httpx: an SSL context carrying the CA and the mutual-TLS client cert."""
-    if not auth.verify and not auth.client_cert:
-        return False
+def ssl_verify(auth: AuthConfig) -> ssl.SSLContext:
+    """The SSL context carrying the CA, the mutual-TLS client cert, or verification off."""
     ctx = ssl.create_default_context(cafile=auth.ca_bundle or None)
     if not auth.verify:
         ctx.check_hostname = False
@@ -92,15 +90,12 @@ def proxy_for(url: str) -> str | None:
 def make_transport(auth: AuthConfig, url: str) -> httpx.BaseTransport:
     """Direct connections go through the stdlib transport (a third of the CPU per delivery of
     httpx's default one); behind a proxy, httpx's own transport, which speaks to proxies."""
-    verify: ssl.SSLContext | bool = True
-    if auth.ca_bundle or auth.client_cert or not auth.verify:
-        verify = ssl_verify(auth)
+    context = ssl_verify(auth) if auth.ca_bundle or auth.client_cert or not auth.verify else None
     proxy = proxy_for(url)
     if proxy is not None:
-        return httpx.HTTPTransport(verify=verify, proxy=proxy,
+        return httpx.HTTPTransport(verify=context or True, proxy=proxy,
                                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
-    context = verify if isinstance(verify, ssl.SSLContext) else None if verify else _no_verify()
-    return StdlibTransport(ssl_context=context)
+    return StdlibTransport(ssl_context=context)  # None: the system's default verification
 
 
 def base_headers(auth: AuthConfig, headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -115,13 +110,6 @@ def make_client(auth: AuthConfig, timeout: float, *, url: str) -> httpx.Client:
     """A client for occasional calls to ``url``'s server (the metahub locator)."""
     return httpx.Client(timeout=httpx.Timeout(timeout), headers=base_headers(auth), follow_redirects=False,
                         transport=make_transport(auth, url))
-
-
-def _no_verify() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _error_summary(response: httpx.Response) -> str:
