@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from adapter.forwarding import build_forwarding, load_settings  # noqa: E402
+from adapter.forwarding.process import DeliveryProcess  # noqa: E402
 from adapter.outbox import idempotency_key  # noqa: E402
 
 DEFAULT_SAMPLE = ROOT / "samples" / "valid" / "flanders-care-coordination.json"
@@ -76,23 +77,12 @@ def _start_hub(port: int) -> subprocess.Popen[bytes]:
 
 
 def _start_worker_process(db_url: str, hub_url: str, workers: int) -> subprocess.Popen[bytes]:
-    """Delivery in its own process, as `becare outbox work` runs beside a service configured
-    with ``outbox.workers: 0``: accepting and delivering then use a core each. Returns once its
-    workers run: a long-lived delivery process starts once, its imports are not throughput."""
+    """Delivery in its own process: the command `becare serve` supervises by default on 2+
+    cores, so accepting and delivering use a core each. Returns once its workers run: a
+    long-lived delivery process starts once, its imports are not throughput."""
+    command = DeliveryProcess(db_url=db_url, config=None, forward_to=hub_url, workers=workers).command
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "adapter.cli.main",
-            "outbox",
-            "work",
-            "--db",
-            db_url,
-            "--forward-to",
-            hub_url,
-            "--workers",
-            str(workers),
-        ],
+        command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -201,7 +201,6 @@ def _work(args: argparse.Namespace) -> int:
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_WAKE = getattr(signal, "SIGUSR1", None)  # the supervising service's "new work" (see process.py)
 
 
 def _serve_signals(wake: Callable[[], None], *, ready: Callable[[], None]) -> None:
@@ -210,6 +209,8 @@ def _serve_signals(wake: Callable[[], None], *, ready: Callable[[], None]) -> No
     The handlers do nothing in Python: the interpreter writes each signal's number to a socket
     this loop reads. A handler that takes a lock (``Event.set``) deadlocked when the next signal
     interrupted it holding that lock, leaving a child no SIGTERM could stop."""
+    from adapter.forwarding.process import WAKE_SIGNAL as _WAKE
+
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)

@@ -25,13 +25,14 @@ log = logging.getLogger("becare.delivery")
 _PR_SET_PDEATHSIG = 1
 
 
-WAKE_SIGNAL = signal.SIGUSR1
+WAKE_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)  # "new work", from service to child
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     # Wake-ups wait (blocked, survives exec) until the child has a handler: SIGUSR1's default
     # action would kill a child still importing.
-    signal.pthread_sigmask(signal.SIG_BLOCK, [WAKE_SIGNAL])
+    if WAKE_SIGNAL is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, [WAKE_SIGNAL])
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -61,6 +62,7 @@ class DeliveryProcess:
         if forward_to:
             self.command += ["--forward-to", forward_to]
         self.outbox = outbox
+        self._listening = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stop = threading.Event()
@@ -73,12 +75,12 @@ class DeliveryProcess:
     def notify(self) -> None:
         """New work was accepted: wake the child's idle workers."""
         proc = self.proc
-        if proc is not None and hasattr(signal, "SIGUSR1"):
+        if proc is not None and WAKE_SIGNAL is not None:
             with contextlib.suppress(OSError):
                 proc.send_signal(WAKE_SIGNAL)  # Popen never signals a process it has reaped
 
     def start(self) -> None:
-        if self.outbox is not None and not getattr(self, "_listening", False):
+        if self.outbox is not None and not self._listening:
             self.outbox.add_listener(self.notify)
             self._listening = True
         self.proc = self._spawn()

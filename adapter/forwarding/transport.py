@@ -3,8 +3,8 @@
 Why: delivering one 25 KB bundle cost ~1.7 ms of CPU through httpx's default transport
 (httpcore + h11, pure Python) against ~0.5 ms through ``http.client``; with the hub, the outbox
 and the accepting service sharing two cores, that difference decides whether delivery keeps up.
-The httpx ``Client`` stays on top, so request building, response decoding, timeouts as
-configured, and tests with respx (``respx.mock(using="httpx")``) are unchanged.
+It speaks httpx's transport interface, so destinations build ``httpx.Request`` objects, read
+``httpx.Response`` ones, and tests swap in ``httpx.MockTransport`` (with respx's router).
 
 What it does, and no more: HTTP/1.1 over TCP or TLS (the caller's SSL context, so CA bundles and
 mutual-TLS client certificates apply), keep-alive connections reused per origin, the connect,
