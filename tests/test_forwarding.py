@@ -205,17 +205,24 @@ def test_the_documented_example_config_loads(tmp_path: Path, tls_files: dict[str
     text = (ROOT / "docs" / "config-example.yaml").read_text()
     text = (text.replace("/etc/becare/tls/client.pem", str(tls_files["cert"]))
             .replace("/etc/becare/tls/client.key", str(tls_files["key"]))
-            .replace("/etc/becare/tls/ca.pem", str(tls_files["ca"])))
+            .replace("/etc/becare/tls/ca.pem", str(tls_files["ca"]))
+            .replace("/etc/becare/ehealth/organisation.p12", str(tls_files["cert"])))
     path = tmp_path / "becare.yaml"
     path.write_text(text)
     monkeypatch.setenv("BECARE_CONFIG", str(path))
     monkeypatch.setenv("FLANDERS_TOKEN", "secret-token")
     s = load_settings(None, forward_to=None, db_url=None)
     assert s.source == str(path)
-    assert set(s.destinations) == {"flanders-platform", "wallonia-platform", "brussels-hub"}
+    assert set(s.destinations) == {"flanders-platform", "wallonia-platform", "brussels-hub",
+                                   "hub-cozo", "hub-vzn", "hub-rsw", "hub-abrumet"}
     assert s.destinations["brussels-hub"].kind == "mhd"
-    assert s.routing.by_region["german-speaking"] == "wallonia-platform"
-    assert s.metahub is not None and s.metahub.hubs == {"abrumet": "brussels-hub"}
+    assert s.routing.region_targets("german-speaking") == ["wallonia-platform", "hub-rsw"]
+    assert s.metahub is not None and s.metahub.hubs == {"abrumet": "brussels-hub", "vzn": "hub-vzn"}
+    # one hub per region, each signing with the organisation's one eHealth identity
+    hubs = {n: d for n, d in s.destinations.items() if d.kind == "kmehr-hub"}
+    assert {d.hub.name for d in hubs.values() if d.hub} == {"CoZo", "VZN", "RSW", "Abrumet"}
+    assert all(d.ehealth == s.ehealth and "PLACEHOLDER" in d.url for d in hubs.values())
+    assert {d.hub.version for d in hubs.values() if d.hub} == {"3.2", "3.5"}
     assert s.destinations["flanders-platform"].auth.token() == "secret-token"
     ctx = ssl_verify(s.destinations["wallonia-platform"].auth)
     assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED

@@ -96,6 +96,7 @@ def build_app(args: argparse.Namespace) -> Any:
     refusal = check_bind(args.host, config)
     if refusal:
         raise _StartError(refusal)
+    _check_ehealth(settings)
     try:
         outbox = Outbox(
             settings.db_url,
@@ -115,6 +116,22 @@ def build_app(args: argparse.Namespace) -> Any:
         forwarder = Forwarder.from_settings(settings, outbox)
     registry = _registry(settings.db_url)
     return create_app(config, outbox=outbox, router=router, forwarder=forwarder, registry=registry)
+
+
+def _check_ehealth(settings: Any) -> None:
+    """A kmehr-hub destination whose certificate cannot be used stops the start with one line
+    (wrong password, unset variable, expired certificate), rather than failing every delivery."""
+    hubs = {name: d for name, d in settings.destinations.items() if d.kind == "kmehr-hub"}
+    if not hubs:
+        return
+    from adapter.ehealth.errors import EHealthError
+    from adapter.forwarding.kmehrhub import check_identity
+
+    for name, dest in hubs.items():
+        try:
+            check_identity(dest.ehealth)
+        except EHealthError as exc:
+            raise _StartError(f"destination {name}: eHealth certificate: {exc.reason}") from None
 
 
 def _registry(url: str) -> Any:

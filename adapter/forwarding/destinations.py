@@ -34,7 +34,10 @@ USER_AGENT = "becare-forwarder"
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    outcome: Literal["delivered", "retry", "dead"]
+    """``blocked``: the destination will not take this bundle until an operator (or the person)
+    resolves ``error``, e.g. no consent or therapeutic link at a hub; nothing was sent."""
+
+    outcome: Literal["delivered", "retry", "dead", "blocked"]
     http_status: int | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -47,7 +50,12 @@ class Destination(Protocol):
     def deliver(
         self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str, raw: str | None = None
     ) -> DeliveryResult:
-        """``raw`` is the stored JSON text of ``bundle`` (canonical), to send without re-encoding."""
+        """``raw`` is the stored JSON text of ``bundle`` (canonical), to send without re-encoding.
+
+        Network and receiver failures come back as ``retry`` / ``dead`` / ``blocked`` results,
+        never as exceptions. A destination whose ``wants_attempt`` is true also gets
+        ``attempt=`` (1-based): after a first attempt whose outcome may be unknown, it can look
+        the delivery up at the receiver before sending again."""
         ...
 
     def close(self) -> None: ...
@@ -231,9 +239,19 @@ class MhdDestination(HttpDestination):
 
 
 DestinationFactory = Callable[[str, DestinationConfig], Destination]
+
+
+def _kmehr_hub(name: str, config: DestinationConfig) -> Destination:
+    """Imported on use: the KMEHR, SOAP and eHealth security stack is not loaded for FHIR-only set-ups."""
+    from .kmehrhub import KmehrHubDestination
+
+    return KmehrHubDestination(name, config)
+
+
 _KINDS: dict[str, DestinationFactory] = {
     "fhir-rest": FhirRestDestination,
     "mhd": MhdDestination,
+    "kmehr-hub": _kmehr_hub,
 }
 
 

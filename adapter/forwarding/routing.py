@@ -101,7 +101,7 @@ class Router:
         chosen: list[str] = []
         via = []
         if resolved and resolved in s.routing.by_region:
-            chosen.append(s.routing.by_region[resolved])
+            chosen.extend(s.routing.region_targets(resolved))
             via.append("region")
         if hub_destinations:
             chosen.extend(hub_destinations)

@@ -72,6 +72,75 @@ class AuthConfig(_Model):
         return self.bearer_token
 
 
+class PartyConfig(_Model):
+    """An hcparty as KMEHR writes it: an organisation (NIHII and/or CBE, name) or a professional."""
+
+    nihii: str | None = Field(None, pattern=r"^[0-9]{8,11}$")
+    cbe: str | None = Field(None, pattern=r"^[0-9]{10}$")
+    inss: str | None = Field(None, pattern=r"^[0-9]{11}$")
+    cd: str = "orghospital"  # CD-HCPARTY: orghospital, orgprimarycarecenter, persnurse, ...
+    name: str | None = None
+    firstname: str | None = None
+    familyname: str | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> PartyConfig:
+        if not (self.nihii or self.cbe or self.inss):
+            raise ValueError("give the party's nihii, cbe or inss")
+        if not (self.name or (self.firstname and self.familyname)):
+            raise ValueError("give the party's name (an organisation) or firstname and familyname")
+        return self
+
+
+class EHealthConfig(_Model):
+    """The organisation's eHealth identity: one certificate, the STS and the ETK depot.
+
+    The PKCS#12 password never sits in the file: ``password_env`` names the variable holding it.
+    """
+
+    certificate: str  # PKCS#12 (.p12) eHealth certificate of the organisation
+    password_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    sts_url: str
+    etk_url: str
+    organisation: PartyConfig
+    professional: PartyConfig | None = None  # when a professional, not only the organisation, signs
+    software_name: str = "becare"
+    timeout: float = Field(30.0, gt=0, le=600)
+    token_lifetime: float = Field(4 * 3600.0, ge=300, le=24 * 3600)
+    auth: AuthConfig = AuthConfig()  # TLS towards the STS and the ETK depot (CA bundle, proxy-free mTLS)
+
+    _urls = field_validator("sts_url", "etk_url")(lambda cls, v: _check_url(v))
+
+    @field_validator("certificate")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        if not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class EtkConfig(_Model):
+    """Whose encryption token (ETK) the payload is encrypted for: the hub's identifier at the depot."""
+
+    type: str = "CBE"  # CBE, NIHII-HOSPITAL, EHP, ...
+    value: str
+    application_id: str = ""
+
+
+class HubConfig(_Model):
+    """A hubservices v3 endpoint: which protocol version, which hub, what to check before a put."""
+
+    version: Literal["3.2", "3.5"] = "3.5"  # 3.2 carries KMEHR 1.19, 3.5 KMEHR 1.26
+    id: str = Field(pattern=r"^[0-9]{8,11}$")  # the hub's NIHII (its hcparty id in KMEHR)
+    name: str
+    etk: EtkConfig
+    check_consent: bool = True
+    check_therapeutic_link: bool = True
+    therapeutic_link_type: str | None = None  # CD-THERAPEUTICLINK filter; none: any active link
+    lang: Literal["en", "fr", "nl", "de"] | None = None  # the summary's language; none: the person's
+    attach_bundle: bool = True  # carry the whole FHIR Bundle in the transaction
+
+
 class DestinationConfig(_Model):
     kind: str = "fhir-rest"
     url: str
@@ -80,22 +149,46 @@ class DestinationConfig(_Model):
     headers: dict[str, str] = {}
     # mhd only: identifiers that ITI-65 wants for the submission set
     source_id: str | None = None  # ihe-sourceId, e.g. urn:oid:1.3.6.1.4.1.21297.1.99
+    # kmehr-hub only: the hub, and the eHealth identity (copied from the top-level `ehealth:`
+    # section unless the destination has its own)
+    hub: HubConfig | None = None
+    ehealth: EHealthConfig | None = None
 
     _url = field_validator("url")(lambda cls, v: _check_url(v))
 
+    @model_validator(mode="after")
+    def _kind_sections(self) -> DestinationConfig:
+        if self.kind == "kmehr-hub":
+            if self.hub is None:
+                raise ValueError("a kmehr-hub destination needs a `hub:` section (version, id, name, etk)")
+            if self.ehealth is None:
+                raise ValueError("a kmehr-hub destination needs the `ehealth:` section "
+                                 "(certificate, STS, ETK)")
+        elif self.hub is not None:
+            raise ValueError(f"`hub:` is only for kind kmehr-hub, not {self.kind}")
+        return self
+
 
 class RoutingConfig(_Model):
-    by_region: dict[str, str] = {}
+    # region -> one destination, or several (a regional platform and the region's hub)
+    by_region: dict[str, str | list[str]] = {}
     default: list[str] = []
     allow_explicit: bool = True
 
     @field_validator("by_region")
     @classmethod
-    def _regions(cls, value: dict[str, str]) -> dict[str, str]:
-        for region in value:
+    def _regions(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for region, targets in value.items():
             if region not in REGIONS:
                 raise ValueError(f"unknown region {region!r} (one of: {', '.join(REGIONS)})")
+            if isinstance(targets, list) and not targets:
+                raise ValueError(f"{region}: give at least one destination")
         return value
+
+    def region_targets(self, region: str) -> list[str]:
+        """The destinations of ``region`` (none when the region has no rule)."""
+        targets = self.by_region.get(region, [])
+        return [targets] if isinstance(targets, str) else list(targets)
 
     @field_validator("default", mode="before")
     @classmethod
@@ -140,11 +233,28 @@ class OutboxConfig(_Model):
 
 class Settings(_Model):
     outbox: OutboxConfig = OutboxConfig()
+    ehealth: EHealthConfig | None = None
     destinations: dict[str, DestinationConfig] = {}
     routing: RoutingConfig = RoutingConfig()
     metahub: MetahubConfig | None = None
     service: dict[str, Any] = {}  # passed through untouched for the HTTP service
     source: str | None = None  # where the settings came from (file path), for messages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_ehealth(cls, data: Any) -> Any:
+        """Every kmehr-hub destination signs with the organisation's one eHealth identity."""
+        if not isinstance(data, dict) or not isinstance(data.get("ehealth"), dict):
+            return data
+        destinations = data.get("destinations")
+        if not isinstance(destinations, dict):
+            return data
+        shared = {}
+        for name, dest in destinations.items():
+            if isinstance(dest, dict) and dest.get("kind") == "kmehr-hub" and "ehealth" not in dest:
+                dest = {**dest, "ehealth": data["ehealth"]}
+            shared[name] = dest
+        return {**data, "destinations": shared}
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -154,7 +264,8 @@ class Settings(_Model):
             if dest.kind not in known_kinds():
                 kinds = ", ".join(known_kinds())
                 raise ValueError(f"destinations.{name}.kind: unknown kind {dest.kind!r} (one of: {kinds})")
-        refs = [(f"routing.by_region.{r}", d) for r, d in self.routing.by_region.items()]
+        refs = [(f"routing.by_region.{r}", d) for r in self.routing.by_region
+                for d in self.routing.region_targets(r)]
         refs += [("routing.default", d) for d in self.routing.default]
         if self.metahub:
             refs += [(f"metahub.hubs.{h}", d) for h, d in self.metahub.hubs.items()]

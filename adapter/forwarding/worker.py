@@ -66,7 +66,7 @@ class Forwarder:
         self._listening = False
         self._threads: list[threading.Thread] = []
         self._stats_lock = threading.Lock()
-        self.stats = {"delivered": 0, "retry": 0, "dead": 0, "lost": 0}
+        self.stats = {"delivered": 0, "retry": 0, "dead": 0, "blocked": 0, "lost": 0}
 
     @classmethod
     def from_settings(cls, settings: Settings, outbox: Outbox, **overrides: object) -> Forwarder:
@@ -178,8 +178,9 @@ class Forwarder:
         else:
             try:
                 bundle = item.payload if getattr(dest, "reads_bundle", True) else None
+                extra = {"attempt": item.attempt} if getattr(dest, "wants_attempt", False) else {}
                 result = dest.deliver(bundle, idempotency_key=item.idempotency_key,  # type: ignore[arg-type]
-                                      delivery_id=item.id, raw=item.payload_text)
+                                      delivery_id=item.id, raw=item.payload_text, **extra)
             except Exception as exc:  # a bug in a destination must not kill the worker
                 log.exception("destination %s failed", item.destination)
                 result = DeliveryResult("retry", error=mask(f"internal error: {exc!r}"))

@@ -54,7 +54,7 @@ log = logging.getLogger("becare.outbox")
 
 DEFAULT_URL = "sqlite:///becare.db"
 DEFAULT_MAX_ATTEMPTS = 8
-Outcome = Literal["delivered", "retry", "dead"]
+Outcome = Literal["delivered", "retry", "dead", "blocked"]
 
 
 class OutboxError(Exception):
@@ -245,6 +245,7 @@ _FINISH = (
         updated_at=bindparam("p_now"),
         last_status_code=bindparam("p_code", type_=Integer),
         last_error=bindparam("p_error", type_=Text),
+        reason=bindparam("p_reason", type_=Text),
         delivered_at=bindparam("p_delivered", type_=Double),
         next_attempt_at=bindparam("p_next", type_=Double),
     )
@@ -751,7 +752,9 @@ class Outbox:
     def complete_many(self, results: Sequence[AttemptResult], *, worker: str) -> list[str]:
         """Record attempts and move their rows on, in one transaction; returns the new statuses.
 
-        ``retry`` on the last allowed attempt becomes ``dead``. Each update is fenced on
+        ``retry`` on the last allowed attempt becomes ``dead``; ``blocked`` (the destination
+        refused to take it for a reason an operator must resolve, e.g. no patient consent at the
+        hub) stores that reason, and ``becare outbox retry`` replays it later. Each update is fenced on
         ``claimed_by``: if our lease was taken over meanwhile, only the attempt is recorded
         (and ``"lost"`` returned for it).
         """
@@ -773,6 +776,7 @@ class Outbox:
             finishes.append({
                 "p_id": item.id, "p_worker": worker, "p_status": status, "p_now": r.finished_at,
                 "p_code": r.http_status, "p_error": safe_error,
+                "p_reason": safe_error if status == "blocked" else None,
                 "p_delivered": r.finished_at if status == "delivered" else None,
                 "p_next": (r.retry_at if r.retry_at is not None else r.finished_at)
                 if status == "pending" else r.finished_at,
@@ -784,7 +788,8 @@ class Outbox:
                 "duration_ms": (r.finished_at - r.started_at) * 1000.0,
             })
             audit_rows.append({
-                "recorded_at": r.finished_at, "action": "deliver", "who": f"becare-forwarder/{worker}",
+                "recorded_at": r.finished_at, "action": "block" if r.outcome == "blocked" else "deliver",
+                "who": f"becare-forwarder/{worker}",
                 "what": item.id, "outcome": "success" if r.outcome == "delivered" else "failure",
                 "detail": detail,
             })
