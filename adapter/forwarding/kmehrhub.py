@@ -28,7 +28,7 @@ import httpx
 
 from adapter.outbox.masking import mask
 
-from .destinations import DeliveryResult, make_transport
+from .destinations import DeliveryResult, make_transport, ssl_verify
 from .region import person_ssin
 from .settings import DestinationConfig, EHealthConfig, PartyConfig
 
@@ -116,32 +116,34 @@ class KmehrHubDestination:
 
     def client(self) -> Any:
         """The hub client, built on first use: a certificate problem then becomes this delivery's
-        status rather than a crash of the worker (``becare serve`` checks it at start too)."""
+        status rather than a crash of the worker (``becare serve`` checks it at start too).
+
+        The client gets the TLS context, not a transport: it keeps reads on pooled connections
+        and sends each PutTransaction on a fresh one, so no layer below can resend a put whose
+        reply was lost."""
         with self._lock:
             if self._client is None:
-                from adapter.ehealth.cms import encrypt
                 from adapter.ehealth.etk import EtkIdentifier
-                from adapter.hubservices import HubClient, TokenSecurity
+                from adapter.hubservices import HubClient, SamlSecurity
+                from adapter.hubservices.encryption import encryptor_for_etk
 
                 ident = self._ehealth or identity(self.ehealth_config)
                 etk_id = EtkIdentifier(self.hub.etk.type, self.hub.etk.value, self.hub.etk.application_id)
-
-                def encrypt_for_hub(data: bytes) -> bytes:
-                    return encrypt(data, ident.etk.certificate(etk_id))
-
+                auth = self.config.auth
+                context = ssl_verify(auth) if auth.ca_bundle or auth.client_cert or not auth.verify else None
                 self._client = HubClient(
                     self.config.url, hub_version=self.hub.version,
-                    security=TokenSecurity(ident.sts, ident.credential),
-                    author=self._sender(), encrypt_for_hub=encrypt_for_hub,
-                    transport=self._transport or make_transport(self.config.auth, self.config.url),
-                    timeout=self.config.timeout,
+                    security=SamlSecurity(ident.sts, ident.credential),
+                    author=self._sender(), encrypt_for_hub=encryptor_for_etk(ident.etk, etk_id),
+                    transport=self._transport, ssl_context=context, timeout=self.config.timeout,
+                    name=self.hub.name,
                 )
             return self._client
 
     # -- delivery ------------------------------------------------------------------------------
     def deliver(self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str,
                 raw: str | None = None, attempt: int = 1) -> DeliveryResult:
-        from adapter.ehealth.errors import EHealthError
+        from adapter.ehealth.errors import CredentialError, EHealthError
         from adapter.hubservices import HubError
         from adapter.kmehr import KmehrError
 
@@ -155,8 +157,12 @@ class KmehrHubDestination:
             return DeliveryResult("dead", error=mask(f"{self.name}: cannot write KMEHR: {exc}"))
         except HubError as exc:
             return self._hub_failure(exc)
+        except CredentialError as exc:
+            # the organisation's certificate (expired, password changed): no retry can help until
+            # an operator replaces it; blocked keeps the bundle for `becare outbox retry`
+            return DeliveryResult("blocked", error=mask(f"{self.name}: eHealth certificate: {exc.reason}"))
         except EHealthError as exc:
-            retryable = bool(getattr(exc, "retryable", True))
+            retryable = bool(getattr(exc, "retryable", False))  # STS / ETK outages say they are
             return DeliveryResult("retry" if retryable else "dead",
                                   error=mask(f"{self.name}: eHealth: {exc.reason}"))
 
@@ -171,8 +177,8 @@ class KmehrHubDestination:
                                       f"at hub {self.hub.name}; nothing was put")
         if self.hub.check_therapeutic_link:
             organisation = _party(self.ehealth_config.organisation)
-            links = client.get_therapeutic_link(inss, organisation, link_type=self.hub.therapeutic_link_type)
-            if not any(link.active for link in links):
+            kinds = (self.hub.therapeutic_link_type,) if self.hub.therapeutic_link_type else ()
+            if not client.get_therapeutic_link(inss, organisation, link_types=kinds).active:
                 return DeliveryResult("blocked", error=f"{self.name}: no active therapeutic link between the "
                                       f"patient and {self.ehealth_config.organisation.name or 'the sender'} "
                                       f"at hub {self.hub.name}; nothing was put")
@@ -182,8 +188,8 @@ class KmehrHubDestination:
                            attach_bundle=self.hub.attach_bundle)
         if attempt > 1:
             wanted = set(transaction_ids(message))
-            held = {tid for summary in client.get_transaction_list(inss) for tid in summary.local_ids}
-            if wanted <= held:
+            held = {tid for tid in wanted if client.find_transaction(inss, tid) is not None}
+            if held and wanted <= held:
                 return DeliveryResult("delivered", error="already at the hub (found by GetTransactionList)")
             if wanted & held:  # a half-stored message is a hub fault; never put the rest twice
                 return DeliveryResult("dead", error=f"{self.name}: the hub holds only part of this "

@@ -137,7 +137,7 @@ class HubConfig(_Model):
     check_consent: bool = True
     check_therapeutic_link: bool = True
     therapeutic_link_type: str | None = None  # CD-THERAPEUTICLINK filter; none: any active link
-    lang: Literal["en", "fr", "nl", "de"] | None = None  # the summary's language; none: the person's
+    lang: Literal["nl", "fr", "de", "en"] | None = None  # the summary's language; none: the person's
     attach_bundle: bool = True  # carry the whole FHIR Bundle in the transaction
 
 
