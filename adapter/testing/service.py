@@ -7,8 +7,10 @@ test process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,8 +113,9 @@ class BecareService:
         if self.forward_to:
             argv += ["--forward-to", self.forward_to]
         with self.log_path.open("ab") as log:
+            # its own process group, so ``kill()`` takes the delivery child down with it
             self.process = subprocess.Popen(
-                argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+                argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._client = httpx.Client(base_url=self.base_url, timeout=30)
 
@@ -148,6 +151,17 @@ class BecareService:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the service and its delivery process at once: a crash, not a shutdown."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self.process = None
 
     # -- requests ------------------------------------------------------------------------------------
