@@ -194,6 +194,10 @@ def test_without_consent_or_therapeutic_link_nothing_is_put_and_the_delivery_is_
     second = wait_status(service, submit(service, no_link), "blocked")
     assert "consent" in first["reason"] and "nothing was put" in first["reason"]
     assert "therapeutic link" in second["reason"]
+    # the caller reads the same reason as an OperationOutcome on GET /deliveries/{id}
+    assert second["outcome"]["resourceType"] == "OperationOutcome"
+    assert second["outcome"]["issue"][0]["code"] == "business-rule"
+    assert "therapeutic link" in second["outcome"]["issue"][0]["diagnostics"]
     assert "79021802145" not in first["reason"] + json.dumps(first["attemptLog"])
     assert "85073003328" not in second["reason"] + json.dumps(second["attemptLog"])
     assert "PutTransaction" not in platform.operations("flanders")

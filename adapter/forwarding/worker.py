@@ -46,8 +46,10 @@ class Forwarder:
         self.destinations = dict(destinations)
         self.workers = workers
         self.batch = batch
+        # a destination that makes several calls per attempt (a hub: consent, link, lookup, put)
+        # says how long one attempt may take in all
         timeouts = [
-            d.config.timeout
+            getattr(d, "attempt_timeout", None) or d.config.timeout
             for d in self.destinations.values()
             if isinstance(getattr(d, "config", None), DestinationConfig)
         ]

@@ -133,7 +133,24 @@ class Delivery:
             "related": list(self.related),
             "attemptLog": [a.to_json() for a in self.attempt_log],
         }
+        outcome = self.operation_outcome()
+        if outcome is not None:
+            out["outcome"] = outcome
         return out
+
+    def operation_outcome(self) -> dict[str, Any] | None:
+        """Why the delivery is not (yet) delivered, as the FHIR OperationOutcome a caller reads:
+        blocked (an operator or the person must act), dead (the receiver refused it), or pending
+        after a failed attempt (it will be retried)."""
+        text = self.reason if self.status == "blocked" and self.reason else self.last_error
+        if self.status == "delivered" or not text:
+            return None
+        severity, code = {"blocked": ("error", "business-rule"), "dead": ("error", "exception")}.get(
+            self.status, ("warning", "transient"))
+        where = f" to {self.destination}" if self.destination else ""
+        issue = {"severity": severity, "code": code, "diagnostics": text,
+                 "details": {"text": f"delivery{where}: {self.status}"}}
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 @dataclass(frozen=True, slots=True)
