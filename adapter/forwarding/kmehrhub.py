@@ -11,8 +11,13 @@ the payload encrypted for the hub's ETK. Steps, each a separate object so each c
 3. exactly once: the KMEHR transaction id is derived from the delivery id, so from the second
    attempt on (the first may have reached the hub before its reply was lost, or the process was
    killed between the put and its reply) GetTransactionList is asked first, and a transaction
-   already there ends the delivery as ``delivered`` without a second put;
+   already there ends the delivery as ``delivered`` without a second put. The attempt number is
+   the delivery's lifetime count (the worker counts recorded attempts), so a dead letter replayed
+   with ``becare outbox retry``, in this process or after a restart, is looked up too;
 4. write, sign, encrypt, put; the hub's answer is classified like any other destination's.
+
+The certificate is checked for expiry before every delivery (it is loaded once): one that expires
+while the service runs blocks its deliveries, as an expired one at start would.
 
 The STS token and the ETK are shared by every hub destination of the process (one cache each).
 """
@@ -104,6 +109,7 @@ class KmehrHubDestination:
         self._transport = transport
         self._ehealth = ehealth
         self._client: Any = None
+        self._identity: _Identity | None = None
         self._lock = threading.Lock()
 
     # -- assembly ------------------------------------------------------------------------------
@@ -127,7 +133,7 @@ class KmehrHubDestination:
                 from adapter.hubservices import HubClient, SamlSecurity
                 from adapter.hubservices.encryption import encryptor_for_etk
 
-                ident = self._ehealth or identity(self.ehealth_config)
+                ident = self._identity = self._ehealth or identity(self.ehealth_config)
                 etk_id = EtkIdentifier(self.hub.etk.type, self.hub.etk.value, self.hub.etk.application_id)
                 auth = self.config.auth
                 context = ssl_verify(auth) if auth.ca_bundle or auth.client_cert or not auth.verify else None
@@ -167,9 +173,16 @@ class KmehrHubDestination:
                                   error=mask(f"{self.name}: eHealth: {exc.reason}"))
 
     def _deliver(self, bundle: dict[str, Any], inss: str, delivery_id: str, attempt: int) -> DeliveryResult:
+        from adapter.ehealth.credentials import check_validity
+        from adapter.ehealth.errors import CredentialError
+        from adapter.hubservices import BECARE_TRANSACTION_SL
         from adapter.kmehr import schemas, to_kmehr, transaction_ids
 
         client = self.client()
+        credential = self._identity.credential if self._identity is not None else None
+        if credential is not None:  # loaded once at start: it may have expired since
+            check_validity(credential.certificate, now=None, what=f"{credential.source}: certificate",
+                           error=CredentialError)
         if self.hub.check_consent:
             consent = client.get_patient_consent(inss)
             if not consent.active:
@@ -188,7 +201,9 @@ class KmehrHubDestination:
                            attach_bundle=self.hub.attach_bundle)
         if attempt > 1:
             wanted = set(transaction_ids(message))
-            held = {tid for tid in wanted if client.find_transaction(inss, tid) is not None}
+            listed = client.get_transaction_list(inss, cd=None)  # one listing for every careplan
+            held = {i.value for tr in listed for i in tr.ids
+                    if i.s == "LOCAL" and i.sl == BECARE_TRANSACTION_SL and i.value in wanted}
             if held and wanted <= held:
                 return DeliveryResult("delivered", error="already at the hub (found by GetTransactionList)")
             if wanted & held:  # a half-stored message is a hub fault; never put the rest twice

@@ -284,10 +284,17 @@ class Settings(_Model):
 
 
 def _format_errors(exc: ValidationError) -> str:
-    lines = []
+    lines: list[str] = []
+    top: set[tuple[tuple[Any, ...], str]] = set()
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        parts = tuple(p for p in err["loc"] if p != "__root__")
         msg = err["msg"].removeprefix("Value error, ")
+        if parts[:1] == ("ehealth",):
+            top.add((parts, msg))
+        # the shared `ehealth:` section is copied into each kmehr-hub destination: say it once
+        elif parts[:1] == ("destinations",) and parts[2:3] == ("ehealth",) and (parts[2:], msg) in top:
+            continue
+        loc = ".".join(str(p) for p in parts)
         lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(lines)
 

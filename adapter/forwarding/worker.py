@@ -180,7 +180,8 @@ class Forwarder:
         else:
             try:
                 bundle = item.payload if getattr(dest, "reads_bundle", True) else None
-                extra = {"attempt": item.attempt} if getattr(dest, "wants_attempt", False) else {}
+                extra = {"attempt": self._lifetime_attempt(item)} if getattr(dest, "wants_attempt", False) \
+                    else {}
                 result = dest.deliver(bundle, idempotency_key=item.idempotency_key,  # type: ignore[arg-type]
                                       delivery_id=item.id, raw=item.payload_text, **extra)
             except Exception as exc:  # a bug in a destination must not kill the worker
@@ -196,6 +197,14 @@ class Forwarder:
         return AttemptResult(
             item, result.outcome, started, finished, result.http_status, result.error, retry_at
         )
+
+    def _lifetime_attempt(self, item: ClaimedItem) -> int:
+        """The attempt's number over the delivery's whole life: a replayed dead letter starts its
+        counter at 1 again, yet its earlier puts may be at the receiver (one query, only for
+        destinations that ask and only when the counter says 1)."""
+        if item.attempt > 1:
+            return item.attempt
+        return self.outbox.attempts_made(item.id) + 1
 
     def _record(self, results: list[AttemptResult], worker: str) -> None:
         if not results:

@@ -710,6 +710,15 @@ class Outbox:
         assert found is not None
         return found
 
+    def attempts_made(self, delivery_id: str) -> int:
+        """Every attempt ever recorded for a delivery, lease expiries included. ``retry`` resets
+        the attempt counter (a replay gets its full budget again); this count it never resets,
+        so a destination can tell that an earlier attempt may have reached the receiver."""
+        with self._read() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(attempts).where(attempts.c.delivery_id == delivery_id)
+            ).scalar() or 0)
+
     # -- workers -------------------------------------------------------------------------------
     def claim(self, worker: str, *, limit: int = 10, lease_seconds: float = 60.0) -> list[ClaimedItem]:
         """Take up to ``limit`` due rows under a lease, atomically.
