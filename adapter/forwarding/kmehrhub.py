@@ -112,6 +112,13 @@ class KmehrHubDestination:
         self._identity: _Identity | None = None
         self._lock = threading.Lock()
 
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one attempt may take: consent, link, lookup and put at the hub, plus the STS
+        and the ETK depot. The worker's lease must outlive it, or another worker could take the
+        delivery over while its put is still on the wire."""
+        return 4 * self.config.timeout + 2 * self.ehealth_config.timeout
+
     # -- assembly ------------------------------------------------------------------------------
     def _sender(self) -> Any:
         from adapter.kmehr import Sender
