@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from lxml import etree
 
 from adapter.ehealth.errors import EtkError
-from adapter.ehealth.sts import soap_fault
-from adapter.ehealth.wssecurity import SOAP11_NS, parse_xml
+from adapter.ehealth.soapcall import call
+from adapter.ehealth.wssecurity import SOAP11_NS
 
 __all__ = [
     "COMMONS_NS",
@@ -45,7 +45,6 @@ COMMONS_NS = "urn:be:fgov:ehealth:commons:1_0:core"
 GET_ETK_ACTION = "urn:be:fgov:ehealth:etkdepot:1_0:etkdepot:GetEtk"
 
 _NS = {"soap": SOAP11_NS, "p": ETK_PROTOCOL_NS, "c": ETK_CORE_NS, "cm": COMMONS_NS}
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _PERSONAL_TYPES = ("SSIN", "INSS", "NISS")
 
 
@@ -158,27 +157,8 @@ class EtkClient:
 
     def _fetch(self, identifier: EtkIdentifier, now: datetime) -> x509.Certificate:
         who = describe(identifier)
-        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{GET_ETK_ACTION}"'}
-        try:
-            response = self._client.post(self.url, content=_request(identifier), headers=headers)
-        except httpx.TimeoutException:
-            raise EtkError("ETK depot unreachable: timed out", retryable=True) from None
-        except httpx.TransportError as exc:
-            raise EtkError(f"ETK depot unreachable: {type(exc).__name__}", retryable=True) from None
-        status = response.status_code
-        try:
-            root = parse_xml(response.content)
-        except ValueError as exc:
-            raise EtkError(
-                f"ETK depot answered HTTP {status} without a usable SOAP message ({exc})",
-                retryable=status in _RETRYABLE_STATUS or status >= 500,
-            ) from None
-        fault = soap_fault(root)
-        if fault is not None:
-            code, text = fault
-            raise EtkError(f"ETK depot fault ({code or 'no code'}): {text}", retryable=code == "Server")
-        if status != 200:
-            raise EtkError(f"ETK depot answered HTTP {status}", retryable=status in _RETRYABLE_STATUS)
+        root = call(self._client, self.url, GET_ETK_ACTION, _request(identifier), service="ETK depot",
+                    error=EtkError)
         answer = root.find("soap:Body/p:GetEtkResponse", _NS)
         if answer is None:
             raise EtkError("ETK depot reply holds no GetEtkResponse")

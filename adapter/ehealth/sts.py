@@ -26,6 +26,7 @@ from lxml import etree
 
 from adapter.ehealth.credentials import Credential, utc
 from adapter.ehealth.errors import StsError
+from adapter.ehealth.soapcall import call
 from adapter.ehealth.wssecurity import (
     DS_NS,
     SAML1_NS,
@@ -34,7 +35,6 @@ from adapter.ehealth.wssecurity import (
     WSU_NS,
     SamlToken,
     format_time,
-    parse_xml,
     secure_x509,
     token_from_assertion,
 )
@@ -48,7 +48,6 @@ __all__ = [
     "WST_ISSUE",
     "WST_NS",
     "StsClient",
-    "soap_fault",
 ]
 
 WST_NS = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
@@ -71,18 +70,6 @@ DEFAULT_ATTRIBUTES: tuple[tuple[str, str], ...] = (
 )
 
 _NS = {"soap": SOAP11_NS, "wst": WST_NS, "saml": SAML1_NS, "ds": DS_NS, "wsse": WSSE_NS, "wsu": WSU_NS}
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def soap_fault(element: etree._Element) -> tuple[str, str] | None:
-    """(faultcode local name, faultstring on one line, at most 300 characters) of a SOAP 1.1
-    envelope holding a Fault, else None."""
-    fault = element.find("soap:Body/soap:Fault", _NS)
-    if fault is None:
-        return None
-    code = (fault.findtext("faultcode") or "").strip()
-    text = " ".join((fault.findtext("faultstring") or "no faultstring").split())
-    return code.rpartition(":")[2], text[:300]
 
 
 class StsClient:
@@ -173,30 +160,7 @@ class StsClient:
 
     def _issue(self, now: datetime) -> SamlToken:
         payload = etree.tostring(self.request_envelope(now), xml_declaration=True, encoding="UTF-8")
-        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{RST_ISSUE_ACTION}"'}
-        try:
-            response = self._client.post(self.url, content=payload, headers=headers)
-        except httpx.TimeoutException:
-            raise StsError("STS unreachable: timed out", retryable=True) from None
-        except httpx.TransportError as exc:
-            raise StsError(f"STS unreachable: {type(exc).__name__}", retryable=True) from None
-        return self._read(response, now)
-
-    def _read(self, response: httpx.Response, now: datetime) -> SamlToken:
-        status = response.status_code
-        try:
-            root = parse_xml(response.content)
-        except ValueError as exc:
-            raise StsError(
-                f"STS answered HTTP {status} without a usable SOAP message ({exc})",
-                retryable=status in _RETRYABLE_STATUS or status >= 500,
-            ) from None
-        fault = soap_fault(root)
-        if fault is not None:
-            code, text = fault
-            raise StsError(f"STS fault ({code or 'no code'}): {text}", retryable=code == "Server")
-        if status != 200:
-            raise StsError(f"STS answered HTTP {status}", retryable=status in _RETRYABLE_STATUS)
+        root = call(self._client, self.url, RST_ISSUE_ACTION, payload, service="STS", error=StsError)
         assertions = root.findall(".//wst:RequestedSecurityToken/saml:Assertion", _NS)
         if len(assertions) != 1:
             raise StsError("STS reply holds no SAML 1.1 assertion in RequestedSecurityToken")
