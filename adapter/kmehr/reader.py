@@ -126,11 +126,9 @@ def _version(root: etree._Element, ns: str) -> str:
 
 
 def _check_xsd(root: etree._Element, version: str) -> None:
-    xsd = schemas.schema("kmehr", version)
-    with schemas._lock:  # an XMLSchema's error log belongs to its last validate() call
-        if xsd.validate(root):
-            return
-        entries = [(e.path, e.message) for e in xsd.error_log]
+    entries = schemas.located_problems("kmehr", version, root)
+    if not entries:
+        return
     tree = root.getroottree()
     problems = []
     for where, message in entries[:50]:

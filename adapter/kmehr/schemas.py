@@ -97,6 +97,17 @@ def problems(kind: Literal["kmehr", "hub", "saml"], version: str, element: etree
         return [f"{e.line}:{e.column}: {e.message}" for e in xsd.error_log]
 
 
+def located_problems(
+    kind: Literal["kmehr", "hub", "saml"], version: str, element: etree._Element
+) -> list[tuple[str, str]]:
+    """Every XSD error as (lxml's XPath of the offending element, message); empty when valid."""
+    xsd = schema(kind, version)
+    with _lock:
+        if xsd.validate(element):
+            return []
+        return [(e.path or "", e.message) for e in xsd.error_log]
+
+
 def check(kind: Literal["kmehr", "hub", "saml"], version: str, element: etree._Element, what: str) -> None:
     """Raise ``SchemaProblem`` unless ``element`` is valid."""
     errors = problems(kind, version, element)
