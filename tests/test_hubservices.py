@@ -601,18 +601,21 @@ def test_dropped_connection_is_unknown_outcome_and_never_resent(
             assert client.find_transaction(INSS, "drop.1") is not None
 
 
-def test_a_pooled_transport_would_send_twice(ehealth, hubs, security, etk) -> None:
-    """Why writes get their own no-keep-alive transport: over a reused connection the stdlib
-    transport resends a request whose connection dropped before the reply."""
+def test_even_a_pooled_transport_never_sends_a_put_twice(ehealth, hubs, security, etk) -> None:
+    """Over a reused keep-alive connection too, a put whose reply is lost after it was sent is an
+    unknown outcome, never a silent second put (the transport resends only unsent requests)."""
     hub = hubs["flanders"]
     hub.set_consent(INSS, True)
     pooled = StdlibTransport()
     with make_client(ehealth, security, etk, transport=pooled, write_transport=pooled) as client:
         client.get_patient_consent(INSS)
         hub.queue_faults([{"kind": "drop-after", "operation": "PutTransaction"}])
-        client.put_transaction(kmehr_message(local="twice.1"), patient_inss=INSS)
+        with pytest.raises(HubError) as err:
+            client.put_transaction(kmehr_message(local="twice.1"), patient_inss=INSS)
+        assert err.value.kind == "unknown-outcome"
+        assert client.find_transaction(INSS, "twice.1") is not None  # the lookup settles it
     pooled.close()
-    assert hub.count("PutTransaction") == 2 and len(hub.stored(INSS)) == 2
+    assert hub.count("PutTransaction") == 1 and len(hub.stored(INSS)) == 1
 
 
 def test_connection_refused_is_unavailable(security) -> None:

@@ -166,6 +166,12 @@ def test_claim_takes_only_due_rows_and_counts_the_attempt(box: Outbox) -> None:
     assert got is not None and got.status == "in-flight" and got.attempts == 1
 
 
+def test_a_claim_takes_no_more_than_its_limit(box: Outbox) -> None:
+    for i in range(30):
+        enqueue(box, bundle(i))
+    assert [len(box.claim(f"w{k}", limit=8)) for k in range(4)] == [8, 8, 8, 6]
+
+
 def test_concurrent_claims_never_overlap(box: Outbox) -> None:
     for i in range(150):
         enqueue(box, bundle(i))
@@ -191,9 +197,10 @@ def test_concurrent_claims_never_overlap(box: Outbox) -> None:
 def test_expired_lease_is_reclaimed_and_logged(box: Outbox) -> None:
     d = enqueue(box, bundle(1))
     [item] = box.claim("dead-worker", lease_seconds=0.05)
+    assert box.begin(item, worker="dead-worker", lease_seconds=0.05)  # sent, then the worker died
     time.sleep(0.1)
     [again] = box.claim("new-worker", lease_seconds=30)
-    assert again.id == d.id and again.reclaimed and again.attempt == 2
+    assert again.id == d.id and again.reclaimed and again.attempt == 2 and again.outcome_unknown
     # the old worker's late result is fenced off
     now = time.time()
     late = box.complete(item, worker="dead-worker", outcome="delivered", started_at=now, finished_at=now)
@@ -203,6 +210,48 @@ def test_expired_lease_is_reclaimed_and_logged(box: Outbox) -> None:
     got = box.get(d.id)
     assert got is not None and got.status == "delivered"
     assert [a.outcome for a in got.attempt_log] == ["lease-expired", "delivered", "delivered"]
+    assert "outcome unknown" in (got.attempt_log[0].error or "")
+    audit = [r.detail for r in box.audit_records() if r.what == d.id]
+    assert any("lease-expired" in (t or "") for t in audit)  # the lost attempt is in the audit too
+
+
+def test_a_claim_never_sent_is_free_again_without_costing_an_attempt(box: Outbox) -> None:
+    d = enqueue(box, bundle(1))
+    [item] = box.claim("dead-worker", lease_seconds=0.05)  # claimed, killed before sending
+    time.sleep(0.1)
+    [again] = box.claim("new-worker", lease_seconds=30)
+    assert again.id == d.id and again.reclaimed and again.attempt == 1 and not again.outcome_unknown
+    assert not box.begin(item, worker="dead-worker", lease_seconds=30)  # the loser never sends it
+    assert box.begin(again, worker="new-worker", lease_seconds=30)
+    now = time.time()
+    assert box.complete(again, worker="new-worker", outcome="delivered", started_at=now,
+                        finished_at=now) == "delivered"
+    got = box.get(d.id)
+    assert got is not None and got.attempts == 1 and [a.outcome for a in got.attempt_log] == ["delivered"]
+
+
+def test_begin_extends_the_lease_so_a_slow_attempt_is_not_taken_over(box: Outbox) -> None:
+    enqueue(box, bundle(1))
+    [item] = box.claim("w1", lease_seconds=0.05)
+    assert box.begin(item, worker="w1", lease_seconds=30)
+    time.sleep(0.1)
+    assert box.claim("w2") == []  # the claim lease ended, the attempt's did not
+
+
+def test_an_unknown_outcome_after_a_takeover_is_carried_until_an_attempt_begins(box: Outbox) -> None:
+    enqueue(box, bundle(1))
+    [item] = box.claim("w1", lease_seconds=0.05)
+    box.begin(item, worker="w1", lease_seconds=0.05)
+    time.sleep(0.1)
+    [taken] = box.claim("w2", lease_seconds=0.05)
+    box.release([taken], "w2")  # graceful stop before sending: the unknown must not be forgotten
+    [again] = box.claim("w3", lease_seconds=0.05)
+    assert again.outcome_unknown and again.attempt == 2
+    time.sleep(0.1)
+    [once_more] = box.claim("w4", lease_seconds=30)  # w3 died before sending too
+    assert once_more.outcome_unknown and once_more.attempt == 2
+    lost = [a for a in box.get(item.id).attempt_log if a.outcome == "lease-expired"]
+    assert len(lost) == 1  # logged once, when the attempt on the wire was taken over
 
 
 def test_retry_schedules_then_dead_letters_then_manual_replay(box: Outbox) -> None:
@@ -225,7 +274,9 @@ def test_retry_schedules_then_dead_letters_then_manual_replay(box: Outbox) -> No
     with pytest.raises(OutboxError) as err:
         box.retry(d.id)
     assert err.value.code == "conflict"
-    assert [i.id for i in box.claim("w")] == [d.id]
+    [item] = box.claim("w")
+    assert item.id == d.id and item.replayed and item.attempt == 1
+    assert box.attempts_made(d.id) == 3  # the replay's first attempt is its fourth in all
 
 
 def test_retry_waits_until_next_attempt_at(box: Outbox) -> None:

@@ -57,14 +57,31 @@ def test_outbox_basics_on_postgres(pg_db: str) -> None:
     box.record_audit("accept", who="pg", what=d.id, outcome="success")
     assert box.audit_events_as_fhir()["entry"][-1]["resource"]["subtype"][0]["code"] == "accept"
     assert box.counts()["pending"] == 1
-    # an expired lease is taken over, and the takeover is logged
-    box.claim("crashed", lease_seconds=0.05)
+    # a claim never sent is free again without costing an attempt; the replay mark is kept
+    [claimed] = box.claim("crashed-early", lease_seconds=0.05)
+    time.sleep(0.1)
+    [item] = box.claim("crashed", lease_seconds=0.05)
+    assert item.attempt == 1 and item.replayed and not item.outcome_unknown
+    assert not box.begin(claimed, worker="crashed-early", lease_seconds=30)  # lost: never sent
+    # an attempt on the wire whose worker died is taken over, and logged as lease-expired
+    assert box.begin(item, worker="crashed", lease_seconds=0.05)
     time.sleep(0.1)
     [again] = box.claim("new")
-    assert again.reclaimed and again.attempt == 2
+    assert again.reclaimed and again.attempt == 2 and again.outcome_unknown
     done = box.complete(again, worker="new", outcome="delivered", started_at=now, finished_at=now)
     assert done == "delivered"
     assert [a.outcome for a in box.get(d.id).attempt_log][-2:] == ["lease-expired", "delivered"]
+    box.close()
+
+
+def test_a_claim_takes_no_more_than_its_limit(pg_db: str) -> None:
+    """The planner used to run ``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` once per due
+    row, so one worker's claim of 8 took every due row."""
+    box = Outbox(pg_db)
+    for i in range(200):
+        enqueue(box, i)
+    assert [len(box.claim(f"w{k}", limit=8, lease_seconds=60)) for k in range(3)] == [8, 8, 8]
+    assert box.counts() == {"pending": 176, "in-flight": 24, "delivered": 0, "dead": 0, "blocked": 0}
     box.close()
 
 

@@ -135,14 +135,67 @@ def test_a_connection_the_server_closed_is_replaced(scripted: Callable[[Reply], 
 def test_a_close_racing_the_next_request_is_retried_once_on_a_fresh_connection(
     scripted: Callable[[Reply], ScriptedServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server closes as we send: no reply byte came back, so the request goes once more."""
+    """The server closed the kept-alive connection as we wrote to it: the request could not go
+    out whole (the receiver cannot have it), so it goes once more on a fresh connection."""
     server = scripted(lambda conn, body: ok(conn, body) and False)
     monkeypatch.setattr("adapter.forwarding.transport._still_open", lambda conn: True)  # a race
+    big = b"{" + b" " * (8 * 1024 * 1024) + b"}"  # far more than the socket takes before the reset
     with client() as c:
         assert c.post(server.url, content=b"{}").status_code == 200
         time.sleep(0.05)
+        assert c.post(server.url, content=big).status_code == 200
+    assert server.connections == 2 and len(server.requests) == 2  # the dead one never arrived whole
+
+
+def _reply_then_hang_up_after_reading(count: list[int]) -> Reply:
+    """Answers the first request; reads the second whole, then closes without a reply byte (a
+    hub that stored it and crashed, or a proxy that lost the reply); answers the rest."""
+
+    def reply(conn: socket.socket, body: bytes) -> bool:
+        count.append(1)
+        if len(count) == 2:
+            return False
+        return ok(conn, body)
+
+    return reply
+
+
+def test_a_post_sent_whole_whose_reply_is_lost_is_not_sent_again(
+    scripted: Callable[[Reply], ScriptedServer],
+) -> None:
+    """Issue "never half-accepts": the old transport re-sent this POST on a fresh connection,
+    so a receiver that had stored it got it twice. Now it is an unknown outcome."""
+    server = scripted(_reply_then_hang_up_after_reading([]))
+    with client() as c:
+        assert c.post(server.url, content=b'{"n":1}').status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError, match="outcome unknown"):
+            c.post(server.url, content=b'{"n":2}', headers={"Idempotency-Key": "k2"})
+    assert len(server.requests) == 2 and server.connections == 1  # sent once, never again
+    assert server.requests[1].endswith(b'{"n":2}')
+
+
+def test_a_lookup_whose_reply_is_lost_on_a_kept_connection_is_asked_again(
+    scripted: Callable[[Reply], ScriptedServer],
+) -> None:
+    """A GET changes nothing at the receiver: asking again on a fresh connection is safe."""
+    server = scripted(_reply_then_hang_up_after_reading([]))
+    with client() as c:
         assert c.post(server.url, content=b"{}").status_code == 200
-    assert server.connections == 2 and len(server.requests) == 2  # the dead one never arrived
+        assert c.get(server.url + "/Bundle?identifier=x").status_code == 200
+    assert len(server.requests) == 3 and server.connections == 2
+
+
+def test_the_delivery_of_a_post_whose_reply_is_lost_is_an_unknown_outcome(
+    scripted: Callable[[Reply], ScriptedServer],
+) -> None:
+    server = scripted(_reply_then_hang_up_after_reading([]))
+    dest = FhirRestDestination("hub", DestinationConfig(kind="fhir-rest", url=server.url))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    assert dest.deliver(bundle, idempotency_key="k1", delivery_id="d1").outcome == "delivered"
+    result = dest.deliver(bundle, idempotency_key="k2", delivery_id="d2")
+    dest.close()
+    assert result.outcome == "retry" and result.unknown
+    assert "outcome unknown" in (result.error or "") and len(server.requests) == 2
 
 
 def test_connection_close_header_is_honoured(scripted: Callable[[Reply], ScriptedServer]) -> None:

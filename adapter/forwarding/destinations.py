@@ -3,6 +3,16 @@
 Outcome classification is shared: 2xx delivered; 408, 429, 5xx and network failures are worth a
 retry; any other 4xx means the receiver will never accept this content, so retrying only delays
 the dead-letter an operator must look at.
+
+An attempt whose request went out whole without an answer coming back (reply lost, read
+timeout, a gateway's 502 or 504) has an *unknown* outcome: the receiver may hold the bundle.
+What happens next depends on what the receiver offers (``exactly_once`` in the destination's
+settings): with ``search`` the next attempt looks the bundle up before sending it again; with
+``conditional-create`` every POST carries ``If-None-Exist`` so the receiver keeps one; with
+``idempotency-key`` (the default) and ``none`` it is sent again, with the same Idempotency-Key.
+What cannot be looked up (a transaction posted to the base, a bundle without identifier) under
+``search`` / ``conditional-create`` is not sent again blindly: unless each of its entries is
+conditional (the server's business then), it is ``blocked`` for an operator to check.
 """
 
 from __future__ import annotations
@@ -18,29 +28,42 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import httpx
+import orjson
 
 from adapter.outbox.keys import canonical_json
 from adapter.outbox.masking import mask
 
 from .backoff import parse_retry_after
-from .mhd import provide_document_bundle
+from .mhd import _uuid_from, provide_document_bundle
 from .settings import AuthConfig, DestinationConfig
 from .transport import StdlibTransport
 
 FHIR_JSON = "application/fhir+json"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IF_NONE_EXIST = "If-None-Exist"
 USER_AGENT = "becare-forwarder"
+# Failures that prove the request never reached the receiver whole: safe to send again.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.WriteError, httpx.WriteTimeout,
+            httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.PoolTimeout, httpx.ProxyError)
+# A gateway's answer: the server behind it may have processed the request.
+UNKNOWN_STATUSES = frozenset({502, 504})
+# Transaction entries a server can apply twice without a second copy.
+_IDEMPOTENT_ENTRY_METHODS = frozenset({"PUT", "DELETE", "GET", "HEAD"})
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """``blocked``: the destination will not take this bundle until an operator (or the person)
-    resolves ``error``, e.g. no consent or therapeutic link at a hub; nothing was sent."""
+    resolves ``error``, e.g. no consent or therapeutic link at a hub; nothing was sent.
+
+    ``unknown``: the request went out whole and no answer came back, so the receiver may hold
+    the bundle (recorded as an attempt with outcome ``unknown``)."""
 
     outcome: Literal["delivered", "retry", "dead", "blocked"]
     http_status: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    unknown: bool = False
 
 
 class Destination(Protocol):
@@ -54,8 +77,10 @@ class Destination(Protocol):
 
         Network and receiver failures come back as ``retry`` / ``dead`` / ``blocked`` results,
         never as exceptions. A destination whose ``wants_attempt`` is true also gets
-        ``attempt=`` (1-based): after a first attempt whose outcome may be unknown, it can look
-        the delivery up at the receiver before sending again."""
+        ``attempt=`` (1-based, over the delivery's whole life): after a first attempt whose
+        outcome may be unknown, it can look the delivery up at the receiver before sending
+        again. One whose ``wants_outcome_unknown`` is true also gets ``outcome_unknown=``: the
+        previous attempt's worker stopped after sending, before it heard back."""
         ...
 
     def close(self) -> None: ...
@@ -136,8 +161,62 @@ def _error_summary(response: httpx.Response) -> str:
     return mask(f"HTTP {response.status_code} {reason}".strip() + (f": {text}" if text else ""))
 
 
+def search_token(system: str | None, value: str) -> str:
+    """A FHIR token search value ``system|value`` with FHIR's escapes, percent-encoded for a
+    query string (no system: ``|value``, which matches only identifiers without one)."""
+
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
+
+    return urllib.parse.quote(f"{esc(system or '')}|{esc(value)}", safe=":/|")
+
+
+def bundle_identifier(bundle: dict[str, Any] | None) -> tuple[str | None, str] | None:
+    """(system, value) of ``Bundle.identifier`` when it has a value."""
+    ident = bundle.get("identifier") if isinstance(bundle, dict) else None
+    if not isinstance(ident, dict):
+        return None
+    value, system = ident.get("value"), ident.get("system")
+    if not isinstance(value, str) or not value:
+        return None
+    return (system if isinstance(system, str) and system else None), value
+
+
+def entries_idempotent(bundle: dict[str, Any] | None) -> bool:
+    """Every entry of a transaction or batch can be applied twice without a second copy: PUT,
+    DELETE, GET, or a POST carrying its own conditional create (``ifNoneExist``)."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return False
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict):
+            return False
+        method = str(request.get("method") or "").upper()
+        if method in _IDEMPOTENT_ENTRY_METHODS:
+            continue
+        if method == "POST" and request.get("ifNoneExist"):
+            continue
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one delivery goes, and how the receiver can tell it already has it.
+
+    ``lookup``: a search URL answering whether the receiver holds the bundle (None: nothing
+    can be looked up). ``condition``: the ``If-None-Exist`` query for a conditional create."""
+
+    url: str
+    body: bytes
+    lookup: str | None = None
+    condition: str | None = None
+    what: str = "bundle"
+
+
 class HttpDestination:
-    """POST one JSON body; subclasses decide the body and the URL.
+    """POST one JSON body; subclasses decide the body, the URL and the lookup.
 
     Requests go straight to the transport, not through an ``httpx.Client``: the client's
     merging, cookie and redirect machinery cost a third of a delivery's CPU and do nothing here
@@ -153,27 +232,53 @@ class HttpDestination:
         self.name = name
         self.config = config
         self.url = config.url
+        self.exactly_once = config.delivery_guarantee
+        # lookups and the blocked-when-unknowable rule need the attempt's history
+        resolving = self.exactly_once in ("search", "conditional-create")
+        self.wants_attempt = self.wants_outcome_unknown = resolving
         self.transport = transport or make_transport(config.auth, config.url)
-        self._headers = httpx.Headers({**base_headers(config.auth, config.headers),
-                                       "Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        common = base_headers(config.auth, config.headers)
+        self._headers = httpx.Headers({**common, "Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        self._lookup_headers = httpx.Headers({**common, "Accept": FHIR_JSON})
         self._timeout = httpx.Timeout(config.timeout).as_dict()
         self._urls: dict[str, httpx.URL] = {}  # parsed once: parsing cost a tenth of a delivery
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one attempt may take: a lookup and a POST with ``search``."""
+        return self.config.timeout * (2 if self.exactly_once == "search" else 1)
 
     def request(self, bundle: dict[str, Any], idempotency_key: str, raw: bytes) -> tuple[str, bytes]:
         raise NotImplementedError
 
+    def target(self, bundle: dict[str, Any] | None, idempotency_key: str, raw: bytes) -> Target:
+        """The POST, plus how to find it at the receiver (subclasses that can say)."""
+        url, body = self.request(bundle, idempotency_key, raw)  # type: ignore[arg-type]
+        return Target(url, body)
+
     def deliver(
-        self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str, raw: str | None = None
+        self, bundle: dict[str, Any], *, idempotency_key: str, delivery_id: str, raw: str | None = None,
+        attempt: int = 1, outcome_unknown: bool = False,
     ) -> DeliveryResult:
         data = raw.encode("utf-8") if raw is not None else canonical_json(bundle).encode("utf-8")
-        url, body = self.request(bundle, idempotency_key, data)
+        target = self.target(bundle, idempotency_key, data)
+        mode = self.exactly_once
+        if mode == "search" and target.lookup is not None and attempt > 1:
+            # an earlier attempt may have reached the receiver: ask before sending again
+            found = self._look_up(target, delivery_id)
+            if found is not None:
+                return found
+        elif outcome_unknown and self._unresolvable(target, bundle, data):
+            return self._blocked_unknown(target, "the previous attempt's worker stopped after sending it")
         headers = self._headers.copy()
         headers[IDEMPOTENCY_HEADER] = header_key(idempotency_key)
         headers["X-Request-ID"] = delivery_id
-        parsed = self._urls.get(url)
+        if mode == "conditional-create" and target.condition is not None:
+            headers[IF_NONE_EXIST] = target.condition
+        parsed = self._urls.get(target.url)
         if parsed is None:
-            parsed = self._urls[url] = httpx.URL(url)
-        request = httpx.Request("POST", parsed, content=body, headers=headers,
+            parsed = self._urls[target.url] = httpx.URL(target.url)
+        request = httpx.Request("POST", parsed, content=target.body, headers=headers,
                                 extensions={"timeout": self._timeout})
         try:
             response = self.transport.handle_request(request)
@@ -181,23 +286,119 @@ class HttpDestination:
                 response.read()
             finally:
                 response.close()
-        except httpx.TimeoutException as exc:
-            error = f"timeout ({type(exc).__name__}) after {self.config.timeout}s"
-            return DeliveryResult("retry", error=error)
-        except httpx.TransportError as exc:
+        except NOT_SENT as exc:  # the receiver cannot have it: plainly worth another try
+            if isinstance(exc, httpx.TimeoutException):
+                return DeliveryResult("retry", error=self._timed_out(exc))
             return DeliveryResult("retry", error=mask(f"network error ({type(exc).__name__}): {exc}"))
-        outcome = classify(response.status_code)
+        except httpx.TimeoutException as exc:
+            return self._unknown(target, bundle, data, self._timed_out(exc))
+        except httpx.TransportError as exc:
+            return self._unknown(target, bundle, data, mask(f"network error ({type(exc).__name__}): {exc}"))
+        status = response.status_code
+        outcome = classify(status)
         if outcome == "delivered":
-            return DeliveryResult("delivered", http_status=response.status_code)
+            return DeliveryResult("delivered", http_status=status)
+        if status == 412 and IF_NONE_EXIST in headers:
+            # the condition matched several resources: the receiver holds copies already
+            return DeliveryResult("delivered", http_status=status, error=mask(
+                f"{self.name}: If-None-Exist matched several Bundles: the receiver already holds this one "
+                "(more than once); not sent again"))
+        if status in UNKNOWN_STATUSES:
+            return self._unknown(target, bundle, data, _error_summary(response), status,
+                                 parse_retry_after(response.headers.get("Retry-After")))
         return DeliveryResult(
             outcome,
-            http_status=response.status_code,
+            http_status=status,
             error=_error_summary(response),
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
+    def _timed_out(self, exc: Exception) -> str:
+        return f"timeout ({type(exc).__name__}) after {self.config.timeout}s"
+
+    # -- unknown outcomes ----------------------------------------------------------------------
+    def _unresolvable(self, target: Target, bundle: dict[str, Any] | None, data: bytes) -> bool:
+        """Under ``search`` / ``conditional-create``: a bundle that can neither be looked up nor
+        conditionally created, whose entries are not all conditional either."""
+        if self.exactly_once not in ("search", "conditional-create"):
+            return False
+        if (target.lookup if self.exactly_once == "search" else target.condition) is not None:
+            return False
+        return not entries_idempotent(bundle if bundle is not None else _decode(data))
+
+    def _unknown(self, target: Target, bundle: dict[str, Any] | None, data: bytes, error: str,
+                 status: int | None = None, retry_after: float | None = None) -> DeliveryResult:
+        if self._unresolvable(target, bundle, data):
+            return self._blocked_unknown(target, error, status, unknown=True)
+        mode = self.exactly_once
+        if mode == "search" and target.lookup is not None:
+            how = "the next attempt looks it up at the receiver before sending it again"
+        elif mode == "conditional-create" and target.condition is not None:
+            how = "sent again with If-None-Exist, the receiver keeps one"
+        elif mode in ("search", "conditional-create"):
+            how = "every entry is conditional: sent again, the receiver keeps one"
+        elif mode == "idempotency-key":
+            how = "sent again with the same Idempotency-Key, which the receiver must honour"
+        else:
+            how = "sent again: delivery to this destination is at-least-once"
+        return DeliveryResult("retry", http_status=status, error=f"{error} (outcome unknown: {how})",
+                              retry_after=retry_after, unknown=True)
+
+    def _blocked_unknown(self, target: Target, why: str, status: int | None = None, *,
+                         unknown: bool = False) -> DeliveryResult:
+        return DeliveryResult("blocked", http_status=status, unknown=unknown, error=mask(
+            f"{self.name}: outcome unknown and {target.what} cannot be looked up, so it is not sent again "
+            "blindly: check whether the receiver has it; if not, `becare outbox retry` sends it again "
+            f"(exactly_once: {self.exactly_once}; {why})", limit=600))
+
+    def _look_up(self, target: Target, delivery_id: str) -> DeliveryResult | None:
+        """Whether the receiver already holds the bundle: a result when it does (or when the
+        lookup fails), None when it does not and the bundle must be sent."""
+        assert target.lookup is not None
+        headers = self._lookup_headers.copy()
+        headers["X-Request-ID"] = delivery_id
+        request = httpx.Request("GET", target.lookup, headers=headers, extensions={"timeout": self._timeout})
+        try:
+            response = self.transport.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
+        except httpx.TransportError as exc:  # a GET changes nothing: try again later
+            return DeliveryResult("retry", error=mask(
+                f"lookup before sending again failed ({type(exc).__name__}): {exc}"))
+        if not 200 <= response.status_code < 300:
+            outcome = classify(response.status_code)
+            where = target.lookup.split("?")[0]
+            note = "" if outcome == "retry" else (
+                f" (exactly_once: search needs the receiver to answer {where}?identifier=)")
+            return DeliveryResult("retry" if outcome == "retry" else "dead", http_status=response.status_code,
+                                  error=f"lookup before sending again: {_error_summary(response)}{note}",
+                                  retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        try:
+            found = response.json()
+            total = found.get("total")
+            if not isinstance(total, int):
+                total = len(found.get("entry") or [])
+        except (ValueError, AttributeError, TypeError):
+            return DeliveryResult("retry", http_status=response.status_code, error="lookup before sending "
+                                  "again: the answer is not a FHIR searchset Bundle")
+        if total <= 0:
+            return None
+        copies = "" if total == 1 else f", {total} copies"
+        return DeliveryResult("delivered", http_status=response.status_code,
+                              error=f"already at the receiver (found by search{copies}); not sent again")
+
     def close(self) -> None:
         self.transport.close()
+
+
+def _decode(data: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 _TAIL_TYPE = re.compile(rb'"type":"([a-z-]+)"}\s*$')
@@ -214,7 +415,13 @@ def bundle_type(raw: bytes) -> Any:
 
 
 class FhirRestDestination(HttpDestination):
-    """A FHIR server: transactions and batches go to the base; other bundles are stored as Bundles."""
+    """A FHIR server: transactions and batches go to the base; other bundles are stored as Bundles.
+
+    Only a Bundle stored as one (at ``{base}/Bundle``) with a ``Bundle.identifier`` can be found
+    again (``GET {base}/Bundle?identifier=``) or created conditionally (``If-None-Exist``): a
+    transaction is not kept as a Bundle, its entries become resources, and whether those are
+    conditional (``request.ifNoneExist``, PUT) is the sender's and the server's business.
+    """
 
     kind = "fhir-rest"
     reads_bundle = False  # the worker may pass None: the stored text says all it needs
@@ -225,9 +432,26 @@ class FhirRestDestination(HttpDestination):
             return self.url, raw
         return f"{self.url}/Bundle", raw
 
+    def target(self, bundle: dict[str, Any] | None, idempotency_key: str, raw: bytes) -> Target:
+        url, body = self.request(bundle, idempotency_key, raw)
+        if self.exactly_once not in ("search", "conditional-create"):
+            return Target(url, body)
+        if url == self.url:
+            return Target(url, body, what="a transaction (not kept as a Bundle)")
+        ident = bundle_identifier(bundle if bundle is not None else _decode(raw))
+        if ident is None:
+            return Target(url, body, what="a Bundle without Bundle.identifier")
+        token = search_token(*ident)
+        return Target(url, body, lookup=f"{self.url}/Bundle?identifier={token}&_summary=count",
+                      condition=f"identifier={token}")
+
 
 class MhdDestination(HttpDestination):
-    """An MHD Document Recipient: ITI-65 Provide Document Bundle POSTed to its base."""
+    """An MHD Document Recipient: ITI-65 Provide Document Bundle POSTed to its base.
+
+    The DocumentReference's identifier is derived from the idempotency key, so with
+    ``exactly_once: search`` a re-send is preceded by ``GET {base}/DocumentReference?identifier=``
+    (ITI-67). ITI-65 has no conditional create."""
 
     kind = "mhd"
 
@@ -236,6 +460,15 @@ class MhdDestination(HttpDestination):
             bundle, idempotency_key=idempotency_key, source_id=self.config.source_id, data=raw
         )
         return self.url, json.dumps(wrapped, separators=(",", ":")).encode("utf-8")
+
+    def target(self, bundle: dict[str, Any] | None, idempotency_key: str, raw: bytes) -> Target:
+        url, body = self.request(bundle, idempotency_key, raw)  # type: ignore[arg-type]
+        if self.exactly_once != "search":
+            return Target(url, body, what="an ITI-65 submission")
+        # the DocumentReference's masterIdentifier, as provide_document_bundle derives it
+        token = search_token("urn:ietf:rfc:3986", f"urn:uuid:{_uuid_from(idempotency_key, 'docref')}")
+        return Target(url, body, lookup=f"{self.url}/DocumentReference?identifier={token}&_summary=count",
+                      what="an ITI-65 submission")
 
 
 DestinationFactory = Callable[[str, DestinationConfig], Destination]

@@ -7,8 +7,18 @@ every raw request is logged too), and injects faults per request (``X-Mock-Fault
     500 | 503,retry-after=2 | delay=3 | drop | drop-after | 429
 
 ``drop`` closes the connection mid-reply without recording; ``drop-after`` records, then drops
-(the sender cannot know it arrived). Serve it with ``python -m adapter.forwarding.mockhub``.
-Control API under ``/_mock`` (received, requests, faults, metahub, reset).
+(the sender cannot know it arrived).
+
+Like a plain FHIR server it can also ignore ``Idempotency-Key`` (``honour_idempotency_key =
+False``, ``--ignore-idempotency-key``): then every POST is stored, duplicates included, and only
+what a FHIR server offers prevents them: ``If-None-Exist`` on ``POST /fhir/Bundle`` (conditional
+create), and searches ``GET /fhir/Bundle?identifier=`` (Bundles stored as such; a transaction
+posted to the base is not one) and ``GET /mhd/DocumentReference?identifier=`` (ITI-67). Copies
+per ``Bundle.identifier`` are counted (``MockHubState.copies()`` / ``duplicates()``,
+``GET /_mock/counts``) so a test can assert that nothing arrived twice.
+
+Serve it with ``python -m adapter.forwarding.mockhub``. Control API under ``/_mock`` (received,
+requests, lookups, counts, faults, mode, metahub, reset).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -90,6 +100,14 @@ class Received:
     at: float
     raw: bytes
     kind: str  # "fhir-rest" or "mhd"
+    identifier: tuple[str, str] | None = None  # the becare Bundle's (system, value)
+    docrefs: tuple[tuple[str, str], ...] = ()  # mhd: the DocumentReference's identifiers
+    id: str = ""  # the id the hub gave it
+
+    @property
+    def stored_as_bundle(self) -> bool:
+        """Stored as a Bundle resource (searchable at /Bundle), not a transaction's entries."""
+        return self.kind == "fhir-rest" and self.path.endswith("/Bundle")
 
     @functools.cached_property
     def body(self) -> dict[str, Any]:
@@ -120,6 +138,9 @@ class MockHubState:
     metahub_default: dict[str, Any] = field(default_factory=lambda: {"hubs": [], "consentActive": True})
     metahub_persons: dict[str, dict[str, Any]] = field(default_factory=dict)
     metahub_calls: int = 0
+    # False: a plain FHIR server, storing every POST (duplicates too) whatever its Idempotency-Key
+    honour_idempotency_key: bool = True
+    lookups: list[dict[str, Any]] = field(default_factory=list)  # searches answered
     _keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,19 +162,52 @@ class MockHubState:
             self.requests.append({"key": key, "path": path, "at": time.time(),
                                   "fault": asdict(fault) if fault else None})
 
-    def record(self, item: Received) -> bool:
-        """Store once per key; True when new."""
+    def record(self, item: Received, *, if_none_exist: str | None = None) -> list[Received]:
+        """Store ``item`` unless the receiver already has it; returns what it already has (empty
+        when stored). Once per Idempotency-Key when the hub honours the key; with
+        ``if_none_exist`` (an ``identifier=`` query) the Bundles it matches stop it, atomically."""
         with self._lock:
-            if item.key in self._keys:
-                return False
-            self._keys[item.key] = len(self.received)
+            if self.honour_idempotency_key and item.key in self._keys:
+                return [self.received[self._keys[item.key]]]
+            if if_none_exist is not None:
+                found = self._search_locked("Bundle", if_none_exist)
+                if found:
+                    return found
+            self._keys.setdefault(item.key, len(self.received))
+            item.id = f"mock-{len(self.received) + 1}"
             self.received.append(item)
-            return True
+            return []
+
+    def search(self, resource: str, query: str) -> list[Received]:
+        """What ``GET /fhir/Bundle?{query}`` (resource ``Bundle``) or ``GET
+        /mhd/DocumentReference?{query}`` (``DocumentReference``) matches: ``identifier=`` only."""
+        with self._lock:
+            return self._search_locked(resource, query)
+
+    def _search_locked(self, resource: str, query: str) -> list[Received]:
+        tokens = parse_qs(query).get("identifier") or []
+        if not tokens:
+            return []
+        wanted = [_token(t) for t in tokens]
+        if resource == "Bundle":
+            return [r for r in self.received if r.stored_as_bundle and r.identifier is not None
+                    and any(_matches(w, r.identifier) for w in wanted)]
+        return [r for r in self.received if any(_matches(w, i) for w in wanted for i in r.docrefs)]
+
+    def copies(self) -> Counter[str]:
+        """How many copies of each bundle the hub holds, by ``system|value`` of its identifier."""
+        with self._lock:
+            return Counter(f"{r.identifier[0]}|{r.identifier[1]}" for r in self.received if r.identifier)
+
+    def duplicates(self) -> dict[str, int]:
+        """The bundles held more than once (what a careful sender never causes)."""
+        return {ident: n for ident, n in self.copies().items() if n > 1}
 
     def reset(self) -> None:
         with self._lock:
             self.received.clear()
             self.requests.clear()
+            self.lookups.clear()
             self.script.clear()
             self._keys.clear()
             self.always = None
@@ -166,6 +220,42 @@ class MockHubState:
     def request_keys(self) -> list[str]:
         with self._lock:
             return [r["key"] for r in self.requests]
+
+
+def _token(text: str) -> tuple[str | None, str]:
+    """A FHIR token search value: (system, value); system None when no ``|`` (any system),
+    "" for ``|value`` (no system). FHIR's escapes (``\\|``, ``\\,``, ``\\$``, ``\\\\``) are undone."""
+    parts: list[str] = [""]
+    chars = iter(text)
+    for ch in chars:
+        if ch == "\\":
+            parts[-1] += next(chars, "")
+        elif ch == "|" and len(parts) == 1:
+            parts.append("")
+        else:
+            parts[-1] += ch
+    return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _matches(wanted: tuple[str | None, str], have: tuple[str, str]) -> bool:
+    system, value = wanted
+    return value == have[1] and (system is None or system == have[0])
+
+
+def _identifiers(resource: dict[str, Any] | None) -> list[tuple[str, str]]:
+    out = []
+    for ident in [resource.get("masterIdentifier"), *(resource.get("identifier") or [])] if resource else []:
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            out.append((str(ident.get("system") or ""), ident["value"]))
+    return out
+
+
+def _searchset(matches: list[Received], resource: str, count_only: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(matches)}
+    if not count_only:
+        out["entry"] = [{"fullUrl": f"{resource}/{r.id}", "search": {"mode": "match"},
+                         "resource": {"resourceType": resource, "id": r.id}} for r in matches]
+    return out
 
 
 class _Dropped(Exception):
@@ -201,6 +291,7 @@ def _transaction_response(bundle: dict[str, Any]) -> dict[str, Any]:
 _INTAKE = {
     "/fhir": "fhir-rest", "/fhir/": "fhir-rest", "/fhir/Bundle": "fhir-rest", "/mhd": "mhd", "/mhd/": "mhd",
 }
+_SEARCH = {"/fhir/Bundle": "Bundle", "/mhd/DocumentReference": "DocumentReference"}
 FHIR_JSON = b"application/fhir+json"
 
 
@@ -241,11 +332,35 @@ class MockHubApp:
         self.control = control
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = _INTAKE.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if kind is None or scope["method"] != "POST":
-            await self.control(scope, receive, send)
+        path = scope.get("path", "")
+        kind = _INTAKE.get(path) if scope["type"] == "http" else None
+        if kind is not None and scope["method"] == "POST":
+            await self._intake(scope, receive, send, kind)
             return
-        await self._intake(scope, receive, send, kind)
+        if scope["type"] == "http" and scope["method"] == "GET" and path in _SEARCH:
+            await self._search(scope, send, _SEARCH[path])
+            return
+        await self.control(scope, receive, send)
+
+    async def _search(self, scope: Scope, send: Send, resource: str) -> None:
+        """A FHIR search by identifier, as a plain FHIR server answers it."""
+        state = self.state
+        query = scope.get("query_string", b"").decode("latin-1")
+        fault = state.always
+        with state._lock:
+            state.lookups.append({"path": scope["path"], "query": query, "at": time.time(),
+                                  "fault": asdict(fault) if fault else None})
+        if fault and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault and fault.status:
+            await _reply(send, fault.status, _outcome(fault.status, f"injected fault {fault.status}"))
+            return
+        if "identifier" not in parse_qs(query):
+            await _reply(send, 400, _outcome(400, "this mock only searches by identifier", "not-supported"))
+            return
+        matches = state.search(resource, query)
+        count_only = parse_qs(query).get("_summary") == ["count"]
+        await _reply(send, 200, _searchset(matches, resource, count_only))
 
     async def _intake(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
         state = self.state
@@ -279,14 +394,35 @@ class MockHubApp:
         if not isinstance(parsed, dict) or parsed.get("resourceType") != "Bundle":
             await _reply(send, 400, _outcome(400, "expected a Bundle", "invalid"))
             return
-        if kind == "mhd" and _unwrap(parsed) is None:
-            await _reply(send, 400, _outcome(400, "ITI-65 bundle without Binary", "invalid"))
-            return
-        state.record(Received(key, path, time.time(), body, kind))
+        docrefs: tuple[tuple[str, str], ...] = ()
+        if kind == "mhd":
+            inner = _unwrap(parsed)
+            if inner is None:
+                await _reply(send, 400, _outcome(400, "ITI-65 bundle without Binary", "invalid"))
+                return
+            docrefs = tuple(i for e in parsed.get("entry") or [] for i in _identifiers(
+                (e or {}).get("resource") if ((e or {}).get("resource") or {}).get("resourceType")
+                == "DocumentReference" else None))
+        else:
+            inner = parsed
+        ident = (inner or {}).get("identifier")
+        identifier = (str(ident.get("system") or ""), ident["value"]) \
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str) else None
+        condition = None
+        if path.endswith("/Bundle"):
+            condition = headers.get(b"if-none-exist", b"").decode("latin-1") or None
+        item = Received(key, path, time.time(), body, kind, identifier, docrefs)
+        existing = state.record(item, if_none_exist=condition)
         if fault and fault.drop_after:
             await _drop(send)
+        if existing and condition is not None:
+            if len(existing) > 1:
+                await _reply(send, 412, _outcome(412, "If-None-Exist matched several Bundles", "duplicate"))
+                return
+            await _reply(send, 200, {**parsed, "id": existing[0].id})  # conditional create: kept
+            return
         if path.endswith("/Bundle"):
-            await _reply(send, 201, {**parsed, "id": f"mock-{len(state.received)}"})
+            await _reply(send, 201 if not existing else 200, {**parsed, "id": (existing or [item])[0].id})
             return
         await _reply(send, 200, _transaction_response(parsed))
 
@@ -322,6 +458,24 @@ def create_app(state: MockHubState | None = None) -> MockHubApp:
     @app.get("/_mock/requests")
     async def requests_() -> dict[str, Any]:
         return {"count": len(state.requests), "items": list(state.requests)}
+
+    @app.get("/_mock/lookups")
+    async def lookups() -> dict[str, Any]:
+        return {"count": len(state.lookups), "items": list(state.lookups)}
+
+    @app.get("/_mock/counts")
+    async def counts() -> dict[str, Any]:
+        """Stored copies per Bundle.identifier: ``duplicates`` must stay empty."""
+        return {"received": len(state.received), "requests": len(state.requests),
+                "lookups": len(state.lookups), "copies": dict(state.copies()),
+                "duplicates": state.duplicates()}
+
+    @app.put("/_mock/mode")
+    async def mode(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        if "honour_idempotency_key" in body:
+            state.honour_idempotency_key = bool(body["honour_idempotency_key"])
+        return {"honour_idempotency_key": state.honour_idempotency_key}
 
     @app.post("/_mock/faults")
     async def faults(request: Request) -> dict[str, Any]:
@@ -451,8 +605,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--script", help="JSON file: a list of faults applied one per request")
+    parser.add_argument("--ignore-idempotency-key", action="store_true",
+                        help="store every POST, duplicates too (a plain FHIR server: only If-None-Exist and "
+                             "searches by identifier prevent duplicates)")
     args = parser.parse_args(argv)
-    state = MockHubState()
+    state = MockHubState(honour_idempotency_key=not args.ignore_idempotency_key)
     if args.script:
         try:
             with open(args.script, encoding="utf-8") as fh:

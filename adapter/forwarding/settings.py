@@ -149,6 +149,13 @@ class DestinationConfig(_Model):
     headers: dict[str, str] = {}
     # mhd only: identifiers that ITI-65 wants for the submission set
     source_id: str | None = None  # ihe-sourceId, e.g. urn:oid:1.3.6.1.4.1.21297.1.99
+    # fhir-rest and mhd: what the receiver offers so that a bundle whose first attempt had an
+    # unknown outcome (reply lost, sender killed) is not stored twice. `idempotency-key` (the
+    # default): it honours the Idempotency-Key header every request carries; we cannot check that,
+    # so delivery is at-least-once unless it does. `conditional-create`: If-None-Exist on Bundles
+    # stored at {base}/Bundle. `search`: GET {base}/Bundle?identifier= (mhd: GET
+    # {base}/DocumentReference?identifier=) before any re-send. `none`: nothing, at-least-once.
+    exactly_once: Literal["idempotency-key", "conditional-create", "search", "none"] | None = None
     # kmehr-hub only: the hub, and the eHealth identity (copied from the top-level `ehealth:`
     # section unless the destination has its own)
     hub: HubConfig | None = None
@@ -166,7 +173,19 @@ class DestinationConfig(_Model):
                                  "(certificate, STS, ETK)")
         elif self.hub is not None:
             raise ValueError(f"`hub:` is only for kind kmehr-hub, not {self.kind}")
+        if self.exactly_once is not None and self.kind == "kmehr-hub":
+            raise ValueError("exactly_once does not apply to kmehr-hub: it looks its transactions up at "
+                             "the hub (GetTransactionList) before any second put")
+        if self.exactly_once == "conditional-create" and self.kind == "mhd":
+            raise ValueError("exactly_once: conditional-create is not possible for mhd (an ITI-65 "
+                             "transaction); use search (the DocumentReference by identifier) or "
+                             "idempotency-key")
         return self
+
+    @property
+    def delivery_guarantee(self) -> str:
+        """``exactly_once`` with its default: what the receiver offers against duplicates."""
+        return self.exactly_once or "idempotency-key"
 
 
 class RoutingConfig(_Model):

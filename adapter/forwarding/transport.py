@@ -10,8 +10,16 @@ What it does, and no more: HTTP/1.1 over TCP or TLS (the caller's SSL context, s
 mutual-TLS client certificates apply), keep-alive connections reused per origin, the connect,
 write and read timeouts httpx passes in the request, failures mapped to the httpx exceptions the
 destinations already classify. A pooled connection the server has closed meanwhile is noticed
-before use; one that fails before any byte of a reply came back is retried once on a fresh
-connection (the request carries its Idempotency-Key, so a receiver that did get it keeps one).
+before use; one that fails while the request is still being written is retried once on a fresh
+connection (the receiver cannot have a request it did not get whole).
+
+Once the whole request went out, a failure is an attempt with an unknown outcome: the receiver
+may have processed it and lost only its reply. A POST is then never sent again here (that would
+be sending blindly twice); the failure surfaces as a read-side error (``ReadTimeout``,
+``ReadError``, ``RemoteProtocolError``) and the destination resolves it the way its receiver
+allows (an idempotency key it honours, a conditional create, or a lookup before any re-send).
+Only requests idempotent by method (GET, HEAD, PUT, DELETE, OPTIONS: the lookups) are retried
+on a fresh connection after a complete send.
 """
 
 from __future__ import annotations
@@ -28,6 +36,15 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a hub's reply to a transaction is a few
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 Origin = tuple[str, str, int]
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class _NotSent(Exception):
+    """The connection failed while the request was being written: the receiver has not got it."""
+
+
+class _SentNoReply(Exception):
+    """The connection failed after the whole request was sent, before a reply came back."""
 
 
 class StdlibTransport(httpx.BaseTransport):
@@ -112,11 +129,20 @@ class StdlibTransport(httpx.BaseTransport):
                 conn = self._connect(origin, request, timeouts.get("connect"))
             try:
                 response, keep = self._exchange(conn, request, body, timeouts)
-            except _STALE as exc:
+            except _NotSent as exc:
                 conn.close()
+                cause = exc.__cause__ or exc
                 if reused and attempt == 0:
-                    continue  # the server closed the kept-alive connection as we used it
-                raise httpx.RemoteProtocolError(_describe(exc), request=request) from exc
+                    continue  # the server closed the kept-alive connection as we wrote to it
+                raise httpx.WriteError(_describe(cause), request=request) from cause
+            except _SentNoReply as exc:
+                conn.close()
+                cause = exc.__cause__ or exc
+                if reused and attempt == 0 and request.method in IDEMPOTENT_METHODS:
+                    continue  # a lookup: asking twice changes nothing
+                raise httpx.RemoteProtocolError(
+                    f"{_describe(cause)} (after the whole request was sent: outcome unknown)", request=request
+                ) from cause
             except BaseException:
                 conn.close()
                 raise
@@ -143,18 +169,19 @@ class StdlibTransport(httpx.BaseTransport):
             raise httpx.WriteTimeout(f"write timeout: {exc}", request=request) from exc
         except ValueError as exc:  # an illegal header name or value
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        except _STALE:
-            raise
+        except _STALE as exc:
+            raise _NotSent() from exc
         except OSError as exc:
             raise httpx.WriteError(_describe(exc), request=request) from exc
+        # From here on the receiver may have the whole request: nothing below sends it again.
         try:
             sock.settimeout(timeouts.get("read"))
             reply = conn.getresponse()
             content = self._read_body(reply, request)
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"read timeout: {exc}", request=request) from exc
-        except _STALE:
-            raise
+        except _STALE as exc:
+            raise _SentNoReply() from exc
         except http.client.HTTPException as exc:  # truncated body, bad status line, huge header
             raise httpx.RemoteProtocolError(_describe(exc), request=request) from exc
         except OSError as exc:

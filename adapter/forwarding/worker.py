@@ -1,8 +1,14 @@
 """Background delivery workers.
 
-Each worker thread claims a small batch of due rows under a lease, delivers them one by one and
-records the outcome. Threads (not asyncio) because delivery is blocking HTTP plus short database
-transactions, and the same code then runs inside the service or as ``becare outbox work``.
+Each worker thread claims a small batch of due rows under a short lease, then for each row:
+begins its attempt (one UPDATE fenced on ``claimed_by`` that extends the lease to a whole
+attempt, skipping a row another worker took over meanwhile), sends it, and records the outcome
+in the same short transaction that begins the next row. A worker killed mid-batch thus leaves at
+most the one row it was sending with an unknown outcome (resolved by the next attempt through
+the destination: lookup, conditional create or idempotency key); the rows it claimed but never
+sent are free again once the short claim lease ends. Threads (not asyncio) because delivery is
+blocking HTTP plus short database transactions, and the same code then runs inside the service
+or as ``becare outbox work``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Forwarder:
         workers: int = 4,
         batch: int = 8,
         lease_seconds: float | None = None,
+        claim_lease_seconds: float = 5.0,
         poll_interval: float = 0.5,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
@@ -56,6 +63,9 @@ class Forwarder:
         longest = max(timeouts, default=30.0)
         # A lease must outlive a whole attempt, or a slow but alive worker would be taken over.
         self.lease_seconds = lease_seconds or (2 * longest + 30.0)
+        # Claimed rows wait their turn under this short lease until their attempt begins: the
+        # rows a dead worker never sent are due again after it (capped by lease_seconds).
+        self.claim_lease_seconds = claim_lease_seconds
         self.poll_interval = poll_interval
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -68,7 +78,8 @@ class Forwarder:
         self._listening = False
         self._threads: list[threading.Thread] = []
         self._stats_lock = threading.Lock()
-        self.stats = {"delivered": 0, "retry": 0, "dead": 0, "blocked": 0, "lost": 0}
+        self.stats = {"delivered": 0, "retry": 0, "dead": 0, "blocked": 0, "lost": 0, "unknown": 0,
+                      "skipped": 0}
 
     @classmethod
     def from_settings(cls, settings: Settings, outbox: Outbox, **overrides: object) -> Forwarder:
@@ -144,25 +155,38 @@ class Forwarder:
                 self.notify()  # there may be more due: get a colleague going
 
     def run_once(self, worker: str | None = None) -> int:
-        """Claim one batch, deliver it, record the outcomes together; returns rows handled.
+        """Claim one batch and deliver it row by row; returns the rows claimed and handled.
 
-        Outcomes of a batch are written in one transaction: if the process dies mid-batch, the
-        delivered-but-unrecorded rows are sent again after the lease expires, with the same
-        idempotency key.
+        Each outcome is recorded as it happens, in the transaction that begins the next row (one
+        short transaction per row): a kill mid-batch leaves only the row on the wire unrecorded.
         """
         worker = worker or f"{self.name}/sync"
-        items = self.outbox.claim(worker, limit=self.batch, lease_seconds=self.lease_seconds)
-        results: list[AttemptResult] = []
+        items = self.outbox.claim(worker, limit=self.batch,
+                                  lease_seconds=min(self.claim_lease_seconds, self.lease_seconds))
+        done: AttemptResult | None = None
+        walked = 0
         try:
             for item in items:
                 if self._stop.is_set():
                     break
-                results.append(self._deliver(item))
+                walked += 1
+                statuses, began = self.outbox.advance(
+                    worker, finished=[done] if done else (), start=item, lease_seconds=self.lease_seconds)
+                if done is not None:
+                    self._account(done, statuses[0])
+                    done = None
+                if not began:  # its short claim ran out and another worker took it over
+                    with self._stats_lock:
+                        self.stats["skipped"] += 1
+                    continue
+                done = self._deliver(item)
         finally:
-            self._record(results, worker)
-            if len(results) < len(items):
-                self.outbox.release(items[len(results):], worker)
-        return len(results)
+            rest = items[walked:]
+            if done is not None or rest:
+                statuses, _ = self.outbox.advance(worker, finished=[done] if done else (), release=rest)
+                if done is not None:
+                    self._account(done, statuses[0])
+        return walked
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Deliver synchronously until nothing is due (tests, one-shot runs). True if drained."""
@@ -180,8 +204,11 @@ class Forwarder:
         else:
             try:
                 bundle = item.payload if getattr(dest, "reads_bundle", True) else None
-                extra = {"attempt": self._lifetime_attempt(item)} if getattr(dest, "wants_attempt", False) \
-                    else {}
+                extra: dict[str, object] = {}
+                if getattr(dest, "wants_attempt", False):
+                    extra["attempt"] = self._lifetime_attempt(item)
+                if getattr(dest, "wants_outcome_unknown", False):
+                    extra["outcome_unknown"] = item.outcome_unknown
                 result = dest.deliver(bundle, idempotency_key=item.idempotency_key,  # type: ignore[arg-type]
                                       delivery_id=item.id, raw=item.payload_text, **extra)
             except Exception as exc:  # a bug in a destination must not kill the worker
@@ -195,26 +222,24 @@ class Forwarder:
                 cap=self.backoff_cap, retry_after_max=self.retry_after_max, rng=self._rng,
             )
         return AttemptResult(
-            item, result.outcome, started, finished, result.http_status, result.error, retry_at
+            item, result.outcome, started, finished, result.http_status, result.error, retry_at,
+            bool(getattr(result, "unknown", False)),
         )
 
     def _lifetime_attempt(self, item: ClaimedItem) -> int:
         """The attempt's number over the delivery's whole life: a replayed dead letter starts its
-        counter at 1 again, yet its earlier puts may be at the receiver (one query, only for
-        destinations that ask and only when the counter says 1)."""
-        if item.attempt > 1:
+        counter at 1 again, yet its earlier attempts may be at the receiver (one query, only for
+        a replay's first attempt)."""
+        if item.attempt > 1 or not item.replayed:
             return item.attempt
         return self.outbox.attempts_made(item.id) + 1
 
-    def _record(self, results: list[AttemptResult], worker: str) -> None:
-        if not results:
-            return
-        statuses = self.outbox.complete_many(results, worker=worker)
+    def _account(self, r: AttemptResult, status: str) -> None:
         with self._stats_lock:
-            for r, status in zip(results, statuses, strict=True):
-                key = status if status in ("lost", "dead") else r.outcome
-                self.stats[key] = self.stats.get(key, 0) + 1
-        for r, status in zip(results, statuses, strict=True):
-            if r.outcome != "delivered":
-                log.warning("delivery %s to %s attempt %d: %s -> %s", r.item.id, r.item.destination,
-                            r.item.attempt, mask(r.error), status)
+            key = status if status in ("lost", "dead") else r.outcome
+            self.stats[key] = self.stats.get(key, 0) + 1
+            if r.unknown:
+                self.stats["unknown"] += 1
+        if r.outcome != "delivered":
+            log.warning("delivery %s to %s attempt %d: %s -> %s", r.item.id, r.item.destination,
+                        r.item.attempt, mask(r.error), status)

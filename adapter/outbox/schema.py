@@ -37,7 +37,9 @@ deliveries = Table(
     Column("next_attempt_at", Double, nullable=False),
     Column("lease_until", Double, nullable=True),
     Column("claimed_by", String(100), nullable=True),
-    # status before the last claim: "in-flight" means the claim took over an expired lease
+    # where the last claim came from, and what the next attempt must know (see store._CLAIMED_FROM):
+    # pending | in-flight (took over a claim never sent) | sending (the attempt is on the wire) |
+    # taken-over / unknown (took over an attempt on the wire: outcome unknown) | replay (`retry`)
     Column("claimed_from", String(16), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("last_status_code", Integer, nullable=True),
@@ -63,7 +65,9 @@ attempts = Table(
     Column("worker", String(100), nullable=True),
     Column("started_at", Double, nullable=False),
     Column("finished_at", Double, nullable=True),
-    Column("outcome", String(20), nullable=False),  # delivered | retry | dead | lease-expired
+    # delivered | retry | dead | blocked | unknown (sent, no answer) | lease-expired (the worker
+    # stopped while the attempt was on the wire: outcome unknown too)
+    Column("outcome", String(20), nullable=False),
     Column("http_status", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("duration_ms", Double, nullable=True),

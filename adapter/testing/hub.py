@@ -37,9 +37,34 @@ class HubHandle:
         return self.hub.state
 
     def received(self) -> list[Received]:
-        """What arrived, once per idempotency key, in arrival order."""
+        """What the hub stored, in arrival order: once per idempotency key, unless the hub was
+        told to ignore the key (``ignore_idempotency_key()``), then every copy."""
         with self.state._lock:
             return list(self.state.received)
+
+    def ignore_idempotency_key(self, ignore: bool = True) -> None:
+        """Behave as a plain FHIR server: store every POST, duplicates included; only
+        If-None-Exist and searches by identifier tell the sender what is already there."""
+        self.state.honour_idempotency_key = not ignore
+
+    def copies(self) -> dict[str, int]:
+        """Stored copies per ``Bundle.identifier`` (``system|value``)."""
+        return dict(self.state.copies())
+
+    def duplicates(self) -> dict[str, int]:
+        """Bundles stored more than once: empty when every delivery was exactly once."""
+        return self.state.duplicates()
+
+    def lookups(self) -> list[dict[str, Any]]:
+        """The searches the hub answered (``GET /fhir/Bundle?identifier=`` and the like)."""
+        with self.state._lock:
+            return list(self.state.lookups)
+
+    def assert_no_duplicates(self) -> None:
+        __tracebackhide__ = True
+        dupes = self.duplicates()
+        some = sorted(dupes.items())[:10]
+        assert not dupes, f"mock hub: {len(dupes)} bundle(s) stored more than once: {some}"
 
     def bundles(self) -> list[dict[str, Any]]:
         return [r.bundle for r in self.received() if r.bundle is not None]
