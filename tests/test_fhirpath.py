@@ -224,7 +224,7 @@ def test_trace_is_silent_without_a_callback_and_reports_with_one(capsys: pytest.
 
 def test_is_true_semantics(engine: FhirPathEngine, patient: dict) -> None:
     assert engine.is_true("name.exists()", patient)
-    assert engine.is_true("deceasedDateTime", patient)  # empty is satisfied
+    assert engine.is_true("deceased.ofType(dateTime)", patient)  # empty is satisfied
     assert not engine.is_true("active = false", patient)
     with pytest.raises(FhirPathError):
         engine.is_true("name.given", patient)

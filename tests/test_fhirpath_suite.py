@@ -1,5 +1,7 @@
 """The official FHIRPath R4 test suite (tests-fhir-r4.xml, 937 tests) run against our engine.
 
+The cases we fail are listed by name in KNOWN_FAILURES, each with why; the test fails both when
+another case fails and when a listed one starts passing, so the list stays exactly true.
 The same runner also measures plain fhirpathpy so the value of our additions stays visible.
 Run as a script (`python tests/test_fhirpath_suite.py [baseline]`) to list the failures.
 """
@@ -19,7 +21,13 @@ from tests.shared_ref import reference_dir
 
 SUITE = reference_dir() / "fhir-test-cases" / "tests-fhir-r4.xml"
 DATA = Path(__file__).resolve().parent / "data" / "fhirpath"
-MIN_PASS_RATE = 0.95
+
+# name -> why we do not pass it (a case the engine gets right does not belong here)
+KNOWN_FAILURES: dict[str, str] = {
+    "HighBoundaryDateTimeMillisecond1": "expects the Java engine's rewrite of an hour-only DateTime "
+    "(@2014-01-01T08) to minute precision (08:00:59.999); FHIRPath allows hour precision: 08:59:59.999",
+    "HighBoundaryDateTimeMillisecond3": "same expression and expectation as HighBoundaryDateTimeMillisecond1",
+}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class Case:
     predicate: bool
     ordered: bool
     outputs: list[tuple[str, str]] = field(default_factory=list)
+    check_ordered: bool = False  # checkOrderedFunctions: first()/skip()... on children() are errors
 
 
 def load_cases(path: Path = SUITE) -> list[Case]:
@@ -51,6 +60,7 @@ def load_cases(path: Path = SUITE) -> list[Case]:
                     predicate=test.get("predicate") == "true",
                     ordered=test.get("ordered") != "false",
                     outputs=[(o.get("type") or "", o.text or "") for o in test.findall("output")],
+                    check_ordered=test.get("checkOrderedFunctions") == "true",
                 )
             )
     return cases
@@ -132,10 +142,13 @@ def _matches(expected: tuple[str, str], actual) -> bool:
     return kind == "string" and text == etext
 
 
-def run_case(case: Case, evaluate: Callable[[str, dict], list]) -> bool:
+def run_case(case: Case, evaluate: Callable[..., list]) -> bool:
     resource = load_input(case.inputfile)
     try:
-        result = evaluate(case.expression, resource)
+        if case.check_ordered and evaluate is engine_evaluate:
+            result = evaluate(case.expression, resource, check_ordered=True)
+        else:
+            result = evaluate(case.expression, resource)
     except Exception:
         return case.invalid is not None
     if case.invalid is not None:
@@ -155,16 +168,16 @@ def run_case(case: Case, evaluate: Callable[[str, dict], list]) -> bool:
     return True
 
 
-def engine_evaluate(expression: str, resource: dict) -> list:
+def engine_evaluate(expression: str, resource: dict, *, check_ordered: bool = False) -> list:
     from adapter.fhirpath import FhirPathEngine
 
-    global _engine
-    if _engine is None:
-        _engine = FhirPathEngine()
-    return _engine.evaluate(expression, resource, resource=resource, root_resource=resource)
+    engine = _engines.get(check_ordered)
+    if engine is None:
+        engine = _engines[check_ordered] = FhirPathEngine(check_ordered=check_ordered)
+    return engine.evaluate(expression, resource, resource=resource, root_resource=resource)
 
 
-_engine = None
+_engines: dict[bool, object] = {}
 
 
 def baseline_evaluate(expression: str, resource: dict) -> list:
@@ -191,11 +204,21 @@ def test_suite_has_935_live_tests() -> None:
     assert len(load_cases()) == 935
 
 
-def test_official_suite_pass_rate() -> None:
+def test_official_suite_failures_are_exactly_the_known_ones() -> None:
     passed, total, failed = run_suite(engine_evaluate)
-    rate = passed / total
-    print(f"FHIRPath R4 suite: {passed}/{total} = {rate:.2%}")
-    assert rate >= MIN_PASS_RATE, [c.name for c in failed]
+    print(f"FHIRPath R4 suite: {passed}/{total} = {passed / total:.2%}")
+    names = [c.name for c in failed]
+    new = sorted(set(names) - set(KNOWN_FAILURES))
+    fixed = sorted(set(KNOWN_FAILURES) - set(names))
+    assert not new, f"cases that now fail: {new}"
+    assert not fixed, f"listed in KNOWN_FAILURES but passing now (remove them): {fixed}"
+    assert len(names) == len(KNOWN_FAILURES)  # no name hides a second failing case
+
+
+def test_known_failures_name_real_cases() -> None:
+    names = {c.name for c in load_cases()}
+    assert set(KNOWN_FAILURES) <= names
+    assert all(reason.strip() for reason in KNOWN_FAILURES.values())
 
 
 def test_engine_beats_plain_fhirpathpy() -> None:

@@ -12,8 +12,8 @@ from fhirpathpy.engine import nodes, util
 from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.models import models
 
-from adapter.fhirpath import patches
-from adapter.fhirpath.compiled import Env, compile_expression
+from adapter.fhirpath import patches, semantics
+from adapter.fhirpath.compiled import Env, Fallback, compile_expression
 from adapter.fhirpath.functions import build_table
 from adapter.fhirpath.native import NativeInvariant, native_invariant
 from adapter.fhirpath.parsing import FhirPathError, parse
@@ -62,15 +62,20 @@ class FhirPathEngine:
         conforms_to: ConformsTo | None = None,
         trace: Callable[[str, list], None] | None = None,
         cache_size: int = CACHE_SIZE,
+        check_ordered: bool = False,
     ) -> None:
+        """`check_ordered` also rejects first()/last()/tail()/skip()/take()/[n] on the unordered
+        result of children()/descendants() (the spec says they "should not be used" there)."""
         patches.install()
         self.terminology = terminology
         self.conforms_to = conforms_to
         self.trace = trace
+        self.check_ordered = check_ordered
         self._table = build_table()
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._cache_size = cache_size
         self._compiled: dict[str, CompiledExpression | None] = {}
+        self._semantic: dict[tuple[str, str | None, str | None], str | None] = {}
         self._lock = Lock()
 
     def compile(self, expression: str) -> dict:
@@ -86,6 +91,26 @@ class FhirPathEngine:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return ast
+
+    def semantic_error(self, expression: str, root: str | None, resource: str | None = None) -> str | None:
+        """Why the expression is invalid on a `root` type (see adapter.fhirpath.semantics), or
+        None; cached. A syntax error raises FhirPathError."""
+        key = (expression, root, resource)
+        try:
+            return self._semantic[key]
+        except KeyError:
+            pass
+        ast = self.compile(expression)
+        try:
+            semantics.check(ast, root, resource, ordered=self.check_ordered)
+            problem = None
+        except semantics.SemanticError as exc:
+            problem = str(exc)
+        with self._lock:
+            if len(self._semantic) > self._cache_size * 4:
+                self._semantic.clear()
+            self._semantic[key] = problem
+        return problem
 
     def evaluate(
         self,
@@ -106,6 +131,11 @@ class FhirPathEngine:
             resource = node
         if root_resource is None:
             root_resource = resource
+        problem = self.semantic_error(
+            expression, semantics.root_type(node, node_type), semantics.root_type(resource, None)
+        )
+        if problem is not None:
+            raise FhirPathError(f"invalid FHIRPath {expression!r}: {problem}", expression)
         if node_type is not None or side is not None:
             data_root = [nodes.ResourceNode(node, node_type, side)]
         else:
@@ -166,9 +196,27 @@ class FhirPathEngine:
             if expression in self._compiled:
                 return self._compiled[expression]
         fn = compile_expression(expression)
+        if fn is not None:
+            fn = self._checked(expression, fn)
         with self._lock:
             self._compiled[expression] = fn
         return fn
+
+    def _checked(self, expression: str, fn: CompiledExpression) -> CompiledExpression:
+        """The compiled closure, declining (Fallback) where the expression is semantically invalid
+        for the node's type, so the full engine reports it rather than a verdict being given."""
+        verdicts: dict[tuple[str | None, str | None], bool] = {}
+
+        def run(node: Any, env: Env) -> list:
+            key = (semantics.root_type(node, env.node_type), semantics.root_type(env.resource, None))
+            ok = verdicts.get(key)
+            if ok is None:
+                ok = verdicts[key] = self.semantic_error(expression, *key) is None
+            if not ok:
+                raise Fallback("semantically invalid expression")
+            return fn(node, env)
+
+        return run
 
 
 def _as_node(resource: Any) -> Any:

@@ -13,16 +13,19 @@ import json
 import logging
 import re
 from collections import abc
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
 
 from fhirpathpy import engine
 from fhirpathpy.engine import nodes, util
 from fhirpathpy.engine.invocations import invocation_registry as base
 from fhirpathpy.engine.invocations import navigation
+from fhirpathpy.models import models
 
 from adapter.fhirpath import temporal
 from adapter.fhirpath.patches import _child_nodes
 from adapter.fhirpath.xhtml import html_checks
+from adapter.terminology import ucum
 
 log = logging.getLogger(__name__)
 RN = nodes.ResourceNode
@@ -267,44 +270,135 @@ def precision(ctx, coll):
     return [] if r is None else r
 
 
-_DIMENSIONS = {
-    "length": {"'m'", "'cm'", "'mm'", "'km'", "'[in_i]'", "'[ft_i]'", "'[mi_i]'"},
-    "mass": {"'g'", "'mg'", "'kg'", "'ug'", "'[lb_av]'", "lbs", "'[oz_av]'"},
-    "time": {
-        "'s'",
-        "'ms'",
-        "'min'",
-        "'h'",
-        "'d'",
-        "'wk'",
-        "'mo'",
-        "'a'",
-        "year",
-        "years",
-        "month",
-        "months",
-        "week",
-        "weeks",
-        "day",
-        "days",
-        "hour",
-        "hours",
-        "minute",
-        "minutes",
-        "second",
-        "seconds",
-        "millisecond",
-        "milliseconds",
-    },
-    "volume": {"'L'", "'mL'", "'dL'", "'l'", "'ml'"},
+# ---- quantities: UCUM units and the calendar duration keywords ----------------------------------
+#
+# FHIRPath (N1, "Time-valued Quantities"): `year`..`millisecond` are calendar durations. Weeks and
+# below equal their UCUM definite durations (`7 days = 1 'wk'`, `1 second = 1 's'`); a calendar
+# year or month is only *equivalent* to `'a'` / `'mo'` (a UCUM year is 365.25 days, a calendar year
+# 365 or 366), so `1 year = 1 'a'` is empty while `1 year ~ 1 'a'` is true, and a calendar
+# year/month against days or seconds cannot be compared at all. Other units are compared through
+# their UCUM canonical form (adapter.terminology.ucum): `4 'g' = 4000 'mg'`.
+
+_CALENDAR_UCUM = {
+    "year": "a",
+    "month": "mo",
+    "week": "wk",
+    "day": "d",
+    "hour": "h",
+    "minute": "min",
+    "second": "s",
+    "millisecond": "ms",
 }
+_YEAR_MONTH = frozenset({"year", "month"})
 
 
-def _dimension(unit):
-    for dim, units in _DIMENSIONS.items():
-        if unit in units:
-            return dim
-    return unit
+class _Incommensurable(Exception):
+    """Units of different dimensions (or unknown units): not comparable."""
+
+
+def _unquote(unit: str | None) -> tuple[str, bool]:
+    if unit is None:
+        return "1", True
+    if len(unit) >= 2 and unit[0] == "'" and unit[-1] == "'":
+        return unit[1:-1], True
+    return unit, False
+
+
+def _calendar(unit: str | None) -> str | None:
+    """The calendar duration keyword of a unit (`days`, `'week'`), else None (a UCUM unit)."""
+    text, _ = _unquote(unit)
+    if text.endswith("s") and text[:-1] in _CALENDAR_UCUM:
+        text = text[:-1]
+    return text if text in _CALENDAR_UCUM else None
+
+
+def _ucum_code(unit: str | None) -> str:
+    """The UCUM code standing for a unit; calendar keywords map to their definite durations."""
+    cal = _calendar(unit)
+    return _CALENDAR_UCUM[cal] if cal else _unquote(unit)[0]
+
+
+def _quoted(code: str) -> str:
+    return f"'{code}'"
+
+
+def _number(v) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(str(v))
+
+
+def _scaled(a: nodes.FP_Quantity, b: nodes.FP_Quantity, *, equivalence: bool):
+    """(value of a, value of b, factor of a's unit, factor of b's unit) ready to compare, or None
+    when the pair is not comparable for this purpose (a calendar year/month against anything but
+    years and months; for equality also against the UCUM `'a'` / `'mo'`)."""
+    ca, cb = _calendar(a.unit), _calendar(b.unit)
+    if not equivalence and (ca in _YEAR_MONTH) != (cb in _YEAR_MONTH):
+        return None
+    if equivalence and (
+        (ca in _YEAR_MONTH and cb is not None and cb not in _YEAR_MONTH)
+        or (cb in _YEAR_MONTH and ca is not None and ca not in _YEAR_MONTH)
+    ):
+        return None
+    ua, ub = _ucum_code(a.unit), _ucum_code(b.unit)
+    va, vb = _number(a.value), _number(b.value)
+    if ua == ub:
+        return va, vb, Fraction(1), Fraction(1)
+    fa, fb = ucum.canonical(ua), ucum.canonical(ub)
+    if fa is None or fb is None or not fa.commensurable(fb):
+        raise _Incommensurable(f"cannot compare quantities in {a.unit} and {b.unit}")
+    return va, vb, fa.factor, fb.factor
+
+
+def quantity_compare(a: nodes.FP_Quantity, b: nodes.FP_Quantity) -> int | None:
+    """-1/0/1, None when not comparable (calendar years/months); raises _Incommensurable."""
+    scaled = _scaled(a, b, equivalence=False)
+    if scaled is None:
+        return None
+    va, vb, fa, fb = scaled
+    x, y = Fraction(va) * fa, Fraction(vb) * fb
+    return (x > y) - (x < y)
+
+
+def quantity_equal(a: nodes.FP_Quantity, b: nodes.FP_Quantity) -> bool | None:
+    try:
+        c = quantity_compare(a, b)
+    except _Incommensurable:
+        return None
+    return None if c is None else c == 0
+
+
+def quantity_equivalent(a: nodes.FP_Quantity, b: nodes.FP_Quantity) -> bool:
+    """Equal after rounding both to the precision of the less precise one, in the coarser unit."""
+    try:
+        scaled = _scaled(a, b, equivalence=True)
+    except _Incommensurable:
+        return False
+    if scaled is None:
+        return False
+    va, vb, fa, fb = scaled
+    if fa < fb:
+        va, vb, fa, fb = vb, va, fb, fa
+    ratio = fb / fa  # b expressed in a's (coarser) unit
+    places_a = -va.as_tuple().exponent
+    shift = _power_of_ten(ratio)
+    places = places_a if shift is None else min(places_a, -vb.as_tuple().exponent - shift)
+    return _rounded(Fraction(va), places) == _rounded(Fraction(vb) * ratio, places)
+
+
+def _power_of_ten(r: Fraction) -> int | None:
+    """k when r == 10**k exactly."""
+    k = 0
+    while r.numerator % 10 == 0 and r.denominator == 1 and r != 1:
+        r, k = r / 10, k + 1
+    while r.denominator % 10 == 0 and r.numerator == 1:
+        r, k = r * 10, k - 1
+    return k if r == 1 else None
+
+
+def _rounded(x: Fraction, places: int) -> Decimal:
+    with localcontext() as c:
+        c.prec = 60
+        d = Decimal(x.numerator) / Decimal(x.denominator)
+        return d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def comparable(ctx, coll, other):
@@ -312,14 +406,58 @@ def comparable(ctx, coll, other):
     b = _plain(other[0]) if isinstance(other, list) and other else _plain(other)
     if not isinstance(a, nodes.FP_Quantity) or not isinstance(b, nodes.FP_Quantity):
         return []
-    return _dimension(a.unit) == _dimension(b.unit)
+    try:
+        return quantity_compare(a, b) is not None
+    except _Incommensurable:
+        return False
 
 
-def _to_unit(q: nodes.FP_Quantity, unit) -> Decimal | None:
-    if q.unit == unit:
-        return Decimal(q.value)
-    conv = nodes.FP_Quantity.conv_unit_to(q.unit, Decimal(q.value), unit)
-    return None if conv is None else Decimal(conv.value)
+def _quantity_op(a, b, op: str):
+    """Quantity * / Quantity or number (either side): the value and the UCUM unit algebra."""
+    qa, qb = isinstance(a, nodes.FP_Quantity), isinstance(b, nodes.FP_Quantity)
+    for v in (a, b):
+        if not isinstance(v, nodes.FP_Quantity) and not (util.is_number(v) and not isinstance(v, bool)):
+            raise TypeError(f"cannot apply {op} to {type(v).__name__}")
+    va = _number(a.value if qa else a)
+    vb = _number(b.value if qb else b)
+    ua = _ucum_code(a.unit) if qa else "1"
+    ub = _ucum_code(b.unit) if qb else "1"
+    if op == "*":
+        unit = ucum.multiply(ua, ub) if qa and qb else (ua if qa else ub)
+        return nodes.FP_Quantity(va * vb, _quoted(unit) if qa and qb else (a.unit if qa else b.unit))
+    if vb == 0:
+        return []
+    if qa and not qb:
+        return nodes.FP_Quantity(va / vb, a.unit)
+    return nodes.FP_Quantity(va / vb, _quoted(ucum.divide(ua, ub)))
+
+
+def _times(name: str):
+    orig = base[name]["fn"]
+
+    def fn(ctx, xs, ys):
+        if len(xs) != 1 or len(ys) != 1:
+            raise ValueError(f"operands of {name} must be single items")
+        a, b = _plain(xs[0]), _plain(ys[0])
+        if isinstance(a, nodes.FP_Quantity) or isinstance(b, nodes.FP_Quantity):
+            return _quantity_op(a, b, name)
+        for v in (a, b):
+            if not util.is_number(v) or isinstance(v, bool):
+                raise TypeError(f"cannot apply {name} to {type(v).__name__}")
+        return orig(ctx, a, b)
+
+    fn.__name__ = "times" if name == "*" else "divide"
+    return fn
+
+
+def abs_fn(ctx, coll):
+    item = _single(coll, "abs")
+    if item is None:
+        return []
+    v = _plain(item)
+    if isinstance(v, nodes.FP_Quantity):
+        return nodes.FP_Quantity(abs(_number(v.value)), v.unit)
+    return base["abs"]["fn"](ctx, coll)
 
 
 def _cmp(a, b) -> int | None:
@@ -327,11 +465,10 @@ def _cmp(a, b) -> int | None:
     if isinstance(a, nodes.FP_TimeBase) or isinstance(b, nodes.FP_TimeBase):
         return temporal.compare(a, b)
     if isinstance(a, nodes.FP_Quantity) and isinstance(b, nodes.FP_Quantity):
-        bv = _to_unit(b, a.unit)
-        if bv is None:
-            raise ValueError(f"cannot compare quantities in {a.unit} and {b.unit}")
-        av = Decimal(a.value)
-        return (av > bv) - (av < bv)
+        try:
+            return quantity_compare(a, b)
+        except _Incommensurable as exc:
+            raise ValueError(str(exc)) from None
     if isinstance(a, bool) or isinstance(b, bool):
         raise TypeError("booleans are not ordered")
     if (isinstance(a, str) and isinstance(b, str)) or (util.is_number(a) and util.is_number(b)):
@@ -384,10 +521,22 @@ def _temporal_pair(xs, ys):
     return False, None
 
 
+def _quantity_pair(xs, ys):
+    if len(xs) == 1 and len(ys) == 1:
+        a, b = _plain(xs[0]), _plain(ys[0])
+        if isinstance(a, nodes.FP_Quantity) and isinstance(b, nodes.FP_Quantity):
+            return a, b
+    return None
+
+
 def equal(ctx, xs, ys):
     handled, c = _temporal_pair(xs, ys)
     if handled:
         return [] if c is None else c == 0
+    pair = _quantity_pair(xs, ys)
+    if pair is not None:
+        r = quantity_equal(*pair)
+        return [] if r is None else r
     return base["="]["fn"](ctx, xs, ys)
 
 
@@ -397,6 +546,9 @@ def unequal(ctx, xs, ys):
 
 
 def _equiv_items(ctx, a, b) -> bool:
+    pair = _quantity_pair([a], [b])
+    if pair is not None:
+        return quantity_equivalent(*pair)
     return util.is_true(base["~"]["fn"](ctx, [a], [b]))
 
 
@@ -406,6 +558,9 @@ def equivalent(ctx, xs, ys):
     handled, c = _temporal_pair(xs, ys)
     if handled:
         return c == 0
+    pair = _quantity_pair(xs, ys)
+    if pair is not None:
+        return quantity_equivalent(*pair)
     if len(xs) <= 1:
         return util.is_true(base["~"]["fn"](ctx, xs, ys)) or (not xs and not ys)
     remaining = list(ys)
@@ -434,10 +589,98 @@ def _arith(name: str, sign: int):
                     r = temporal.add_quantity(a, sign * Decimal(b.value), b.unit)
                     if r is not None:
                         return r
+            elif isinstance(a, nodes.FP_Quantity) and isinstance(b, nodes.FP_Quantity):
+                return _add_quantities(a, b, sign)
         return orig(ctx, xs, ys)
 
     fn.__name__ = f"arith_{name}"
     return fn
+
+
+def _add_quantities(a: nodes.FP_Quantity, b: nodes.FP_Quantity, sign: int) -> nodes.FP_Quantity:
+    """a + b (or a - b). With different but commensurable units the result is in the finer of the
+    two (`3 'm' + 2 'cm'` is `302 'cm'`, `1 year + 2 months` is `14 months`), so no digit is lost."""
+    try:
+        scaled = _scaled(a, b, equivalence=False)
+    except _Incommensurable as exc:
+        raise ValueError(str(exc)) from None
+    if scaled is None:
+        raise ValueError(f"cannot add {b.unit} to {a.unit}: calendar years and months are not comparable")
+    va, vb, fa, fb = scaled
+    if fa == fb:
+        return nodes.FP_Quantity(va + sign * vb, a.unit)
+    unit = a.unit if fa < fb else b.unit
+    fine = min(fa, fb)
+    return nodes.FP_Quantity(_in_unit(va, fa / fine) + sign * _in_unit(vb, fb / fine), unit)
+
+
+def _in_unit(value: Decimal, ratio: Fraction) -> Decimal:
+    """value times a ratio >= 1 between units (exact for the terminating ratios UCUM has)."""
+    if ratio == 1:
+        return value
+    with localcontext() as c:
+        c.prec = 60
+        product = value * Decimal(ratio.numerator) / Decimal(ratio.denominator)
+    if _power_of_ten(ratio) is None and ratio.denominator != 1:
+        product = _rounded(Fraction(product), max(0, -value.as_tuple().exponent) + 8)
+    return product
+
+
+# ---- collections: equality-based distinctness ----------------------------------------------------
+#
+# union (`|`), distinct() and isDistinct() compare items by FHIRPath equality, so a FHIR code and
+# a string with the same text are one item (`(Patient.gender | 'male').count()` is 1) and so are
+# `1 'm'` and `100 'cm'`; the first occurrence is kept with its FHIR type.
+
+
+def _eq_key(item):
+    if isinstance(item, RN) and isinstance(item.data, abc.Mapping):
+        # complex values are equal when all their children are (a Quantity element's comparator too)
+        return ("o", json.dumps(item.data, sort_keys=True, default=str))
+    v = _plain(item)
+    if isinstance(v, bool):
+        return ("b", v)
+    if util.is_number(v):
+        return ("n", _number(v))
+    if isinstance(v, str):
+        return ("s", v)
+    if isinstance(v, nodes.FP_Quantity):
+        if _calendar(v.unit) in _YEAR_MONTH:
+            return ("q", Fraction(_number(v.value)) * (12 if _calendar(v.unit) == "year" else 1), "month")
+        code = _ucum_code(v.unit)
+        c = ucum.canonical(code)
+        if c is None:
+            return ("q", _number(v.value), code)
+        return ("q", Fraction(_number(v.value)) * c.factor, c.dims)
+    if isinstance(v, nodes.FP_TimeBase):
+        return ("t", type(v).__name__, v.asStr)
+    try:
+        return ("o", json.dumps(v, sort_keys=True, default=str))
+    except (TypeError, ValueError):
+        return ("x", repr(v))
+
+
+def _distinct_items(coll) -> list:
+    seen: set = set()
+    out = []
+    for item in coll:
+        key = _eq_key(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def union_op(ctx, xs, ys):
+    return _distinct_items(list(xs) + list(ys))
+
+
+def distinct_fn(ctx, coll):
+    return _distinct_items(coll)
+
+
+def is_distinct_fn(ctx, coll):
+    return len(_distinct_items(coll)) == len(coll)
 
 
 # ---- strings -------------------------------------------------------------------------------------
@@ -583,13 +826,157 @@ def single(ctx, coll):
     return coll
 
 
-def not_fn(ctx, coll):
+# ---- boolean logic: singleton evaluation of collections -------------------------------------------
+#
+# FHIRPath N1 "Singleton Evaluation of Collections": where a Boolean is expected, an empty
+# collection is empty, one Boolean is itself, one item of any other type is true, and several items
+# are an error. The operands are thunks ("Lazy" parameters, see patches): `and`, `or` and `implies`
+# do not evaluate their right side once the left one decides (as the compiled form and the
+# reference implementation do), so `false and x.single()` is false whatever x holds.
+
+
+def _truth(coll, op: str) -> bool | None:
+    if not coll:
+        return None
     if len(coll) > 1:
-        raise ValueError("not() on a collection of more than one item")
+        raise ValueError(f"operand of {op} has {len(coll)} items, not a single boolean")
+    item = coll[0]
+    v = _data(item)
+    if v is None and isinstance(item, RN):
+        return None  # a primitive carrying only extensions has no value
+    return v if isinstance(v, bool) else True
+
+
+def and_op(ctx, left, right):
+    a = _truth(left(), "and")
+    if a is False:
+        return False
+    b = _truth(right(), "and")
+    if b is False:
+        return False
+    return [] if a is None or b is None else True
+
+
+def or_op(ctx, left, right):
+    a = _truth(left(), "or")
+    if a is True:
+        return True
+    b = _truth(right(), "or")
+    if b is True:
+        return True
+    return [] if a is None or b is None else False
+
+
+def xor_op(ctx, left, right):
+    a, b = _truth(left(), "xor"), _truth(right(), "xor")
+    return [] if a is None or b is None else a != b
+
+
+def implies_op(ctx, left, right):
+    a = _truth(left(), "implies")
+    if a is False:
+        return True
+    b = _truth(right(), "implies")
+    if b is True:
+        return True
+    return [] if a is None or b is None else False
+
+
+def not_fn(ctx, coll):
+    value = _truth(coll, "not()")  # one non-Boolean item is true, so its not() is false
+    return [] if value is None else not value
+
+
+# ---- types ---------------------------------------------------------------------------------------
+#
+# `is` follows the type hierarchy (a FHIR `code` is a `string`, an `Age` is a `Quantity`), while
+# `as` and `ofType` take a FHIR primitive only as its own type: `Patient.gender.as(string)` is
+# empty and `Patient.gender.as(code)` is the code (the official R4 suite, testFHIRPathAsFunction*).
+# A type name that is neither a FHIR nor a System type is an error, not an empty result.
+
+_R4 = models["r4"]
+FHIR_TYPES = frozenset(
+    set(_R4["type2Parent"])
+    | {v for v in _R4["type2Parent"].values() if v}
+    | {v for v in _R4["path2Type"].values() if "." not in v}
+)
+FHIR_PRIMITIVES = frozenset(t for t in FHIR_TYPES if t[:1].islower())
+SYSTEM_TYPES = frozenset(
+    {"Any", "Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"}
+)
+
+
+def known_type(namespace: str | None, name: str) -> bool:
+    """Whether a type specifier names a type. `System.X` is always accepted (`is(System.Patient)`
+    is simply false); an unqualified or `FHIR.` name must exist."""
+    if namespace == "System":
+        return True
+    if namespace == "FHIR":
+        return name in FHIR_TYPES
+    return namespace is None and (name in SYSTEM_TYPES or name in FHIR_TYPES)
+
+
+def _check_type(type_info) -> None:
+    if not known_type(type_info.namespace, type_info.name):
+        qualified = f"{type_info.namespace}.{type_info.name}" if type_info.namespace else type_info.name
+        raise ValueError(f"unknown type {qualified}")
+
+
+def _is_of(ctx, item, type_info, *, exact_primitive: bool) -> bool:
+    nodes.TypeInfo.model = ctx.get("model")
+    actual = nodes.TypeInfo.from_value(item)
+    if actual is None:
+        return False
+    if (
+        exact_primitive
+        and actual.namespace == nodes.TypeInfo.FHIR
+        and actual.name in FHIR_PRIMITIVES
+        and type_info.namespace in (None, nodes.TypeInfo.FHIR)
+        and type_info.name in FHIR_PRIMITIVES
+    ):
+        return actual.name == type_info.name
+    return bool(actual.is_(type_info))
+
+
+def is_fn(ctx, coll, type_info):
+    _check_type(type_info)
     if not coll:
         return []
-    v = _data(coll[0])
-    return not v if isinstance(v, bool) else False  # singleton evaluation: one non-boolean item is true
+    if len(coll) > 1:
+        raise ValueError(f"'is' needs a single item, got {len(coll)}")
+    return _is_of(ctx, coll[0], type_info, exact_primitive=False)
+
+
+def as_fn(ctx, coll, type_info):
+    _check_type(type_info)
+    if not coll:
+        return []
+    if len(coll) > 1:
+        raise ValueError(f"'as' needs a single item, got {len(coll)}")
+    return coll if _is_of(ctx, coll[0], type_info, exact_primitive=True) else []
+
+
+def of_type(ctx, coll, type_info):
+    _check_type(type_info)
+    return [x for x in coll if _is_of(ctx, x, type_info, exact_primitive=True)]
+
+
+# ---- variables -----------------------------------------------------------------------------------
+
+
+def define_variable(ctx, coll, name, expr=None):
+    """defineVariable(name [, expr]) (FHIRPath 2.0): %name is the value of expr evaluated on the
+    input collection, or the input itself, for the rest of the invocation chain and the arguments
+    within it; the input passes through unchanged. Redefining a name in scope is an error; the
+    scope ends with the enclosing function argument or operand (see patches.make_param)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("defineVariable() needs a variable name")
+    variables = ctx["vars"]
+    if name in variables:
+        raise ValueError(f"variable %{name} is already defined")
+    variables[name] = list(expr(coll)) if expr is not None else list(coll)
+    ctx.setdefault("defined", []).append(name)
+    return coll
 
 
 def round_fn(ctx, coll, digits=0):
@@ -643,6 +1030,23 @@ def build_table() -> dict:
         },
         "precision": {"fn": precision},
         "comparable": {"fn": comparable, "arity": {1: ["Any"]}},
+        "abs": {"fn": abs_fn},
+        "|": {"fn": union_op, "arity": {2: ["Any", "Any"]}},
+        "union": {"fn": union_op, "arity": {1: ["AnyAtRoot"]}},
+        "distinct": {"fn": distinct_fn},
+        "isDistinct": {"fn": is_distinct_fn},
+        "*": {"fn": _times("*"), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "/": {"fn": _times("/"), "arity": {2: ["Any", "Any"]}, "nullable": True},
+        "and": {"fn": and_op, "arity": {2: ["Lazy", "Lazy"]}},
+        "or": {"fn": or_op, "arity": {2: ["Lazy", "Lazy"]}},
+        "xor": {"fn": xor_op, "arity": {2: ["Lazy", "Lazy"]}},
+        "implies": {"fn": implies_op, "arity": {2: ["Lazy", "Lazy"]}},
+        "is": {"fn": is_fn, "arity": {1: ["TypeSpecifier"]}},
+        "isOp": {"fn": is_fn, "arity": {2: ["Any", "TypeSpecifier"]}},
+        "as": {"fn": as_fn, "arity": {1: ["TypeSpecifier"]}},
+        "asOp": {"fn": as_fn, "arity": {2: ["Any", "TypeSpecifier"]}},
+        "ofType": {"fn": of_type, "arity": {1: ["TypeSpecifier"]}},
+        "defineVariable": {"fn": define_variable, "arity": {1: ["String"], 2: ["String", "Expr"]}},
         "sort": {"fn": sort, "variadic": "Expr"},
         "matchesFull": {"fn": matches_full, "arity": {1: ["String"]}, "nullable_input": True},
         "escape": {"fn": escape, "arity": {1: ["String"]}, "nullable_input": True},
@@ -675,6 +1079,6 @@ def build_table() -> dict:
     }
     for name in ("where", "select", "exists", "all", "repeat", "aggregate"):
         table[name] = {**base[name], "fn": _restoring(base[name]["fn"])}
-    for name in ("sort", "iif"):
+    for name in ("sort", "iif", "defineVariable"):
         table[name]["fn"] = _restoring(table[name]["fn"])
     return table

@@ -92,17 +92,31 @@ def _strings(node: Any, key: str | None = None) -> Iterator[tuple[str | None, st
         yield key, node
 
 
+# a link or an image in the narrative that points at a contained resource: <a href="#id">, <img src="#id">
+_NARRATIVE_REF = re.compile(r"""\b(?:href|src)\s*=\s*(?:"(#[^"]*)"|'(#[^']*)')""")
+
+
+def _narrative_refs(node: dict) -> set[str]:
+    text = node.get("text")
+    div = text.get("div") if isinstance(text, dict) else None
+    if not isinstance(div, str) or "#" not in div:
+        return set()
+    return {a or b for a, b in _NARRATIVE_REF.findall(div)}
+
+
 def dom_3(node: Any, side: dict | None = None) -> bool:
     """Every contained resource is referenced from the resource (or refers back to it with '#').
 
     References are `reference` values and canonical/uri/url values; as the internal form does not
     carry types, any string value equal to '#id' counts (a display text of exactly '#id' is the
-    only false match, and it only makes the check more lenient).
+    only false match, and it only makes the check more lenient). A link or an image in the
+    narrative (``<a href="#id">``, ``<img src="#id">``) is a reference too, as the reference
+    validator counts it: the narrative is where a contained resource is often shown.
     """
     contained = _contained(node)
     if not contained:
         return True
-    values = {v for _, v in _strings(node) if v.startswith("#")}
+    values = {v for _, v in _strings(node) if v.startswith("#")} | _narrative_refs(node)
     for c in contained:
         cid = c.get("id")
         if isinstance(cid, str) and "#" + cid in values:

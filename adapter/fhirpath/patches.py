@@ -6,7 +6,10 @@ fhirpathpy is fine. The fixes:
   fhirpathpy returns them as two nodes, so `birthDate.count()` was 2 and ele-1 misjudged;
 - `1.0` is a Decimal (fhirpathpy collapses it to the integer 1);
 - `@2015-02-04` is a Date, not a DateTime; `@2015T` is a DateTime;
-- time literals with a timezone are an error (the grammar forbids them).
+- time literals with a timezone are an error (the grammar forbids them);
+- function arguments and operator operands are scopes for `defineVariable` (a variable defined in
+  one lives until that argument or operand is evaluated), and a "Lazy" parameter type hands an
+  operand over unevaluated, so `and` / `or` / `implies` can stop at a deciding left side.
 """
 
 from __future__ import annotations
@@ -132,10 +135,55 @@ def _create_by_value_in_namespace(namespace, value):
     return _orig_by_value(namespace, value)
 
 
+_orig_make_param = engine.make_param
+
+
+def _end_scope(ctx, mark: int) -> None:
+    """Forget the variables defined since `mark` (the length of ctx["defined"] on entry)."""
+    defined = ctx.get("defined")
+    if defined and len(defined) > mark:
+        variables = ctx["vars"]
+        for name in defined[mark:]:
+            variables.pop(name, None)
+        del defined[mark:]
+
+
+def _make_param(ctx, parent_data, node_type, param):
+    defined = ctx.get("defined")
+    if node_type == "Lazy":
+
+        def thunk():
+            mark = len(ctx.get("defined") or ())
+            try:
+                ctx["$this"] = parent_data
+                return engine.do_eval(ctx, parent_data, param)
+            finally:
+                _end_scope(ctx, mark)
+
+        return thunk
+    if node_type == "Expr":
+
+        def func(data):
+            mark = len(ctx.get("defined") or ())
+            try:
+                ctx["$this"] = util.arraify(data)
+                return engine.do_eval(ctx, ctx["$this"], param)
+            finally:
+                _end_scope(ctx, mark)
+
+        return func
+    mark = len(defined) if defined else 0
+    try:
+        return _orig_make_param(ctx, parent_data, node_type, param)
+    finally:
+        _end_scope(ctx, mark)
+
+
 def install() -> None:
     global _installed
     if _installed:
         return
+    engine.make_param = _make_param
     evaluators["NumberLiteral"] = _number_literal
     evaluators["DateTimeLiteral"] = _date_time_literal
     evaluators["TimeLiteral"] = _time_literal

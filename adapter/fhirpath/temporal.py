@@ -146,8 +146,9 @@ _UNITS = {
     "millisecond": "ms",
     "milliseconds": "ms",
     "'ms'": "ms",
-    "'month'": "months",
 }
+# the calendar keywords also stand quoted, as the spec's "unit representation" ('year', 'week')
+_UNITS.update({f"'{k}'": v for k, v in list(_UNITS.items()) if not k.startswith("'")})
 # the finest field (index into the dateTime field list) a unit needs to be meaningful
 _NEEDS = {"years": 0, "months": 1, "weeks": 2, "days": 2, "hours": 3, "minutes": 4, "seconds": 5, "ms": 5}
 
