@@ -2,22 +2,54 @@
 
 Accepts what ``--ig`` users have at hand: single JSON or XML resources, Bundles of them, folders
 (searched recursively), gzipped JSON Bundles, and FHIR NPM packages (``.tgz`` with a ``package/``
-folder). Anything that is not a conformance resource (examples, package.json)
-is skipped silently; a file that cannot be parsed is an error naming the file.
+folder). Anything that is not a conformance resource (examples, package.json) is skipped
+silently. A single file that cannot be parsed is an error naming the file; in a folder or a
+package, what cannot be read is skipped with a warning (``skipped``), never refusing the rest:
+published packages carry macOS ``._*`` AppleDouble members, ``package/other/`` and
+``package/example/`` content, and files of other kinds. Hidden files and folders (``.*``,
+``__MACOSX``) and the non-definition folders of the NPM package layout are not read at all.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import tarfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from adapter.conformance.store import CANONICAL_TYPES, ConformanceError
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a package member larger than this is not a definition file
 _PACKAGE_SUFFIXES = (".tgz", ".tar.gz")
+_DEFINITION_SUFFIXES = (".json", ".xml", ".json.gz")
+# folders of the FHIR NPM package layout that hold no definitions: examples, other files
+# (e.g. spec.internals), OpenAPI documents, the XML copies of the resources, tests
+_NOT_DEFINITIONS = frozenset({"example", "examples", "other", "openapi", "xml", "tests", "testing"})
+_PACKAGE_META = frozenset({"package.json", ".index.json"})
+
+log = logging.getLogger(__name__)
+
+
+def _is_junk(parts: tuple[str, ...]) -> bool:
+    """Hidden files and folders (``.git``, macOS ``._name`` AppleDouble companions, ``.DS_Store``)
+    and macOS archive debris (``__MACOSX``) are never FHIR content."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _outside_definitions(parts: tuple[str, ...]) -> bool:
+    """Under ``package/example/``, ``package/other/``...: not conformance resources."""
+    for i, part in enumerate(parts[:-1]):
+        if part == "package" and i + 1 < len(parts) - 1 and parts[i + 1].lower() in _NOT_DEFINITIONS:
+            return True
+    return False
+
+
+def _skip(skipped: list[str] | None, message: str) -> None:
+    log.warning("skipped %s", message)
+    if skipped is not None:
+        skipped.append(message)
 
 
 def _conformance_resources(resource: object, source: str) -> Iterator[tuple[dict, str]]:
@@ -48,7 +80,7 @@ def parse_bytes(data: bytes, name: str) -> object | None:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ConformanceError(f"{name}: invalid JSON ({exc})") from exc
     if lower.endswith(".xml"):
-        if b"http://hl7.org/fhir" not in data[:4096]:
+        if b"http://hl7.org/fhir" not in data[:65536]:  # past a long licence comment, if any
             return None  # not FHIR XML (e.g. a build file)
         try:  # lazy: the conformance store must not need the XML stack to start
             from adapter.fhirio import ParseError, parse
@@ -62,16 +94,29 @@ def parse_bytes(data: bytes, name: str) -> object | None:
     return None
 
 
-def _from_file(path: Path) -> Iterator[tuple[dict, str]]:
+def _from_file(path: Path, skipped: list[str] | None = None) -> Iterator[tuple[dict, str]]:
+    """One file; errors raise unless ``skipped`` collects them (a file inside a folder)."""
     try:
         data = path.read_bytes()
+        parsed = parse_bytes(data, path.name)
     except OSError as exc:
-        raise ConformanceError(f"{path}: cannot read ({exc.strerror})") from exc
-    yield from _conformance_resources(parse_bytes(data, path.name), str(path))
+        if skipped is None:
+            raise ConformanceError(f"{path}: cannot read ({exc.strerror})") from exc
+        _skip(skipped, f"{path}: cannot read ({exc.strerror})")
+        return
+    except ConformanceError as exc:
+        if skipped is None:
+            raise
+        _skip(skipped, f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
+        return
+    yield from _conformance_resources(parsed, str(path))
 
 
-def _from_package(path: Path) -> Iterator[tuple[dict, str]]:
-    """A FHIR package: the resources under ``package/`` (examples in sub-folders are skipped by type)."""
+def _from_package(path: Path, skipped: list[str] | None = None) -> Iterator[tuple[dict, str]]:
+    """A FHIR package: the resources under ``package/`` (not its example/other/... folders).
+
+    A member that cannot be read (junk such as AppleDouble ``._*`` files, a file that is not
+    what its name says) is skipped with a warning: one bad member never refuses the package."""
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below; open errors reported
     except (tarfile.TarError, OSError) as exc:
@@ -81,40 +126,60 @@ def _from_package(path: Path) -> Iterator[tuple[dict, str]]:
             members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ConformanceError(f"{path}: damaged package ({exc})") from exc
-        if not any(m.name.startswith("package/") for m in members):
+        named = [(PurePosixPath(m.name.lstrip("/")).parts, m) for m in members]
+        named = [(parts[1:] if parts[:1] == (".",) else parts, m) for parts, m in named]
+        if not any(parts[:1] == ("package",) and len(parts) > 1 for parts, _ in named):
             raise ConformanceError(f"{path}: not a FHIR package (no package/ folder)")
-        for member in members:
-            name = member.name
-            if not name.startswith("package/") or member.size > MAX_MEMBER_BYTES:
+        for parts, member in named:
+            name = "/".join(parts)
+            if parts[:1] != ("package",) or len(parts) < 2 or _is_junk(parts) or _outside_definitions(parts):
                 continue
-            base = name.rsplit("/", 1)[-1]
-            if base in ("package.json", ".index.json") or not base.lower().endswith((".json", ".xml")):
+            base = parts[-1]
+            if base in _PACKAGE_META or not base.lower().endswith(_DEFINITION_SUFFIXES):
                 continue
-            fh = tar.extractfile(member)
-            if fh is None:
+            if member.size > MAX_MEMBER_BYTES:
+                _skip(skipped, f"{path}:{name}: larger than {MAX_MEMBER_BYTES} bytes")
                 continue
-            yield from _conformance_resources(parse_bytes(fh.read(), name), f"{path}:{name}")
+            try:
+                fh = tar.extractfile(member)
+                parsed = parse_bytes(fh.read(), name) if fh is not None else None
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                _skip(skipped, f"{path}:{name}: cannot read ({exc})")
+                continue
+            except ConformanceError as exc:
+                _skip(skipped, f"{path}:{exc}")
+                continue
+            yield from _conformance_resources(parsed, f"{path}:{name}")
 
 
-def iter_resources(path: str | Path, *, skip_names: Iterable[str] = ()) -> Iterator[tuple[dict, str]]:
-    """Yield (resource, source) for every conformance resource found at ``path``."""
+def iter_resources(
+    path: str | Path, *, skip_names: Iterable[str] = (), skipped: list[str] | None = None
+) -> Iterator[tuple[dict, str]]:
+    """Yield (resource, source) for every conformance resource found at ``path``.
+
+    A single file that cannot be read is an error. In a folder or package, what cannot be read
+    is skipped, and described in ``skipped`` when given (and logged as a warning)."""
     path = Path(path)
     skip = set(skip_names)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
         for f in files:
-            if f.name in skip or f.name.startswith("."):
+            parts = f.relative_to(path).parts
+            if f.name in skip or _is_junk(parts) or _outside_definitions(parts):
                 continue
             if f.name.lower().endswith(_PACKAGE_SUFFIXES):
-                yield from _from_package(f)
-            elif f.name.lower().endswith((".json", ".xml", ".json.gz")):
-                yield from _from_file(f)
+                try:
+                    yield from _from_package(f, skipped)
+                except ConformanceError as exc:
+                    _skip(skipped, str(exc))
+            elif f.name.lower().endswith(_DEFINITION_SUFFIXES) and f.name not in _PACKAGE_META:
+                yield from _from_file(f, skipped if skipped is not None else [])
         return
     if not path.exists():
         raise ConformanceError(f"{path}: no such file or folder")
     if path.name.lower().endswith(_PACKAGE_SUFFIXES):
-        yield from _from_package(path)
-    elif path.name.lower().endswith((".json", ".xml", ".json.gz")):
+        yield from _from_package(path, skipped)
+    elif path.name.lower().endswith(_DEFINITION_SUFFIXES):
         yield from _from_file(path)
     else:
         raise ConformanceError(f"{path}: expected a .json, .xml, .json.gz file, a folder or a package .tgz")

@@ -120,10 +120,12 @@ class _Builder:
     def subtree_end(self, i: int) -> int:
         """Index after element i and all its descendants and slices."""
         root = self.elements[i]["id"]
+        # a slice's re-slices ("x:a/b") follow it, after its own children
+        reslice = root + "/" if ":" in root.rsplit(".", 1)[-1] else None
         j = i + 1
         while j < len(self.elements):
             eid = self.elements[j]["id"]
-            if not (eid.startswith(root + ".") or eid.startswith(root + ":")):
+            if not (eid.startswith((root + ".", root + ":")) or (reslice and eid.startswith(reslice))):
                 break
             j += 1
         return j
@@ -308,6 +310,8 @@ class _Builder:
             return found
         if not create:
             raise SnapshotError(f"{self.url}: slice {slice_id} is used before it is defined")
+        if "/" in slice_name:
+            return self._reslice(root_i, slice_name)
         base = self.inherited.get(root["id"], root)
         new = {k: copy.deepcopy(v) for k, v in base.items() if k not in ("slicing", "sliceName")}
         new["id"] = slice_id
@@ -315,6 +319,30 @@ class _Builder:
         # a slice keeps the type's own definition, not the slice children of the slicing entry
         end = self.subtree_end(root_i)
         self.elements.insert(end, new)
+        return end
+
+    def _reslice(self, root_i: int, slice_name: str) -> int:
+        """Re-slicing (profiling.html): the slice ``a/b`` starts as a copy of the slice ``a``
+        with its children (not its slicing), placed after ``a``'s children and re-slices."""
+        root_id = self.elements[root_i]["id"]
+        parent_id = f"{root_id}:{slice_name.rsplit('/', 1)[0]}"
+        parent_i = self.index(parent_id)
+        if parent_i is None:
+            raise SnapshotError(f"{self.url}: re-slice {root_id}:{slice_name} of undefined {parent_id}")
+        slice_id = f"{root_id}:{slice_name}"
+        new = []
+        for k in range(parent_i, self.subtree_end(parent_i)):
+            el = self.elements[k]
+            if k > parent_i and not el["id"].startswith(parent_id + "."):
+                continue  # the other re-slices of the parent
+            c = copy.deepcopy(el)  # as this profile constrains it so far: a re-slice is a subset
+            c["id"] = slice_id + c["id"][len(parent_id):]
+            if k == parent_i:
+                c.pop("slicing", None)
+                c["sliceName"] = slice_name
+            new.append(c)
+        end = self.subtree_end(parent_i)
+        self.elements[end:end] = new
         return end
 
     def resolve(self, element_id: str) -> int:

@@ -73,6 +73,7 @@ class ConformanceStore:
         self._naming: dict[str, _Entry] = {}
         self._lock = threading.RLock()
         self._generating: set[str] = set()
+        self.skipped: list[str] = []  # what load() left out of folders and packages, and why
 
     # -- adding -----------------------------------------------------------------------------
     def add(self, resource: dict, source: str | None = None) -> None:
@@ -96,13 +97,29 @@ class ConformanceStore:
                         self._naming[uid["value"]] = entry
 
     def load(self, path: str | Path) -> int:
-        """Load a JSON/XML file, a folder or a FHIR package ``.tgz``; returns the count added."""
-        from adapter.conformance.loader import iter_resources
+        """Load a JSON/XML file, a folder or a FHIR package ``.tgz``; returns the count added.
 
+        A single file that cannot be used is an error. From a folder or a package, what cannot
+        be used (junk members, a definition without a canonical url) is skipped; ``skipped``
+        says what and why."""
+        from adapter.conformance.loader import iter_resources, log
+
+        single_file = Path(path).is_file() and not str(path).lower().endswith((".tgz", ".tar.gz"))
+        skipped: list[str] = []
         count = 0
-        for resource, source in iter_resources(path):
-            self.add(resource, source)
-            count += 1
+        try:
+            for resource, source in iter_resources(path, skipped=skipped):
+                try:
+                    self.add(resource, source)
+                except ConformanceError as exc:
+                    if single_file:
+                        raise
+                    log.warning("skipped %s", exc)
+                    skipped.append(str(exc))
+                    continue
+                count += 1
+        finally:
+            self.skipped.extend(skipped)
         return count
 
     def overlay(self) -> ConformanceStore:
@@ -144,6 +161,18 @@ class ConformanceStore:
         url, version = split_canonical(url, version)
         found = self._find(url, version)
         return found[1].source if found else None
+
+    def versions(self, url: str) -> list[str]:
+        """The versions loaded under a canonical URL (any version suffix ignored), oldest first."""
+        if not isinstance(url, str) or not url:
+            return []
+        url, _ = split_canonical(url)
+        found: set[str] = set()
+        store: ConformanceStore | None = self
+        while store is not None:
+            found.update(e.version for e in store._by_url.get(url, ()) if isinstance(e.version, str))
+            store = store._parent
+        return sorted(found, key=version_key)
 
     def _typed(self, url: str, rtype: str) -> dict | None:
         res = self.get(url)

@@ -7,6 +7,7 @@ over one shared, warm ``ConformanceStore``; callers never reach into the aspects
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class ValidationOptions:
     profiles: tuple[str, ...] = ()  # validated in addition to meta.profile
     rulebook: bool = True  # run the interfederal rules on becare content
     registry: Any | None = None  # adapter.registry EpisodeRegistry, for IC-ONE-1/2
+    today: dt.date | None = None  # the date rules judge "active" and "planned" against (None: today)
 
 
 @dataclass

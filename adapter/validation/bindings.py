@@ -17,22 +17,33 @@ if TYPE_CHECKING:
 _CODE_TYPES = frozenset({"code", "string", "uri", "url", "canonical"})
 
 
-def _codings(value: Any, tcode: str) -> list[tuple[str | None, str | None, str | None]]:
+Coded = tuple[str | None, str | None, str | None]  # (system, code, display)
+
+
+def _coding(node: dict[str, Any], with_display: bool = True) -> Coded | None:
+    """(system, code, display) of a Coding-like object; None when its system or code is not a
+    string (a shape error the structure check reports: the binding does not look inside)."""
+    system, code = node.get("system"), node.get("code")
+    if any(v is not None and not isinstance(v, str) for v in (system, code)):
+        return None
+    display = node.get("display") if with_display else None
+    return system, code, display if isinstance(display, str) else None
+
+
+def _codings(value: Any, tcode: str) -> list[Coded]:
     if tcode in _CODE_TYPES:
         return [(None, value, None)] if isinstance(value, str) else []
     if not isinstance(value, dict):
         return []
+    found: list[Coded | None] = []
     if tcode == "Coding":
-        return [(value.get("system"), value.get("code"), value.get("display"))]
-    if tcode == "Quantity":
-        return [(value.get("system"), value.get("code"), None)] if value.get("code") else []
-    if tcode == "CodeableConcept":
-        return [
-            (c.get("system"), c.get("code"), c.get("display"))
-            for c in value.get("coding") or ()
-            if isinstance(c, dict)
-        ]
-    return []
+        found = [_coding(value)]
+    elif tcode == "Quantity":
+        found = [_coding(value, with_display=False)] if value.get("code") else []
+    elif tcode == "CodeableConcept":
+        codings = value.get("coding")  # not an array: a shape error the walk reported
+        found = [_coding(c) for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
+    return [c for c in found if c is not None]
 
 
 class BindingChecker:

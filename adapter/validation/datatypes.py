@@ -39,8 +39,8 @@ _UCUM_FACTORS: dict[str, tuple[str, Decimal]] = {
 }
 
 
-def _to_base(value: Any, unit: str | None) -> tuple[str, Decimal] | None:
-    if unit is None:
+def _to_base(value: Any, unit: Any) -> tuple[str, Decimal] | None:
+    if not isinstance(unit, str) or not _is_number(value):
         return None
     factor = _UCUM_FACTORS.get(unit)
     if factor is None:
@@ -54,8 +54,8 @@ def _to_base(value: Any, unit: str | None) -> tuple[str, Decimal] | None:
 def _quantity_compare(actual: dict[str, Any], limit: dict[str, Any]) -> int | None:
     """-1, 0, 1 comparing two Quantities, or None when they cannot be compared."""
     av, lv = actual.get("value"), limit.get("value")
-    if av is None or lv is None:
-        return None
+    if not _is_number(av) or not _is_number(lv):
+        return None  # absent, or not a number (a shape error the walk reports)
     au = actual.get("code") or actual.get("unit")
     lu = limit.get("code") or limit.get("unit")
     if au == lu:
@@ -66,6 +66,10 @@ def _quantity_compare(actual: dict[str, Any], limit: dict[str, Any]) -> int | No
             return None
         a, b = ca[1], cb[1]
     return (a > b) - (a < b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def _limit(rule: ElementRule, prefix: str) -> tuple[str, Any] | None:
@@ -159,3 +163,19 @@ def check_attachment(walker: Walker, value: dict[str, Any], expr: str) -> None:
             expr,
             f"Stated Attachment Size {size} does not match actual attachment size {actual}",
         )
+
+
+ELE_1 = "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'"
+
+
+def only_id(value: Any) -> bool:
+    """An element object with nothing but an ``id`` (or nothing at all): ele-1 fails on it, as
+    ``children().count() > id.count()`` is false and it has no value."""
+    return isinstance(value, dict) and (not value or (len(value) == 1 and "id" in value))
+
+
+def primitive_at(raw: Any, index: int, in_list: bool) -> Any:
+    """The value a primitive's ``_name`` object at ``index`` belongs to (None when absent)."""
+    if in_list:
+        return raw[index] if isinstance(raw, list) and index < len(raw) else None
+    return None if isinstance(raw, list) else raw

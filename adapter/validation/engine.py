@@ -13,7 +13,7 @@ from typing import Any
 from adapter.validation import bundle as bundle_rules
 from adapter.validation.api import Report, ValidationOptions
 from adapter.validation.bindings import BindingChecker
-from adapter.validation.invariants import InvariantChecker
+from adapter.validation.invariants import InvariantChecker, settle_failures
 from adapter.validation.issues import Issue
 from adapter.validation.model import SD_BASE
 from adapter.validation.references import BundleIndex
@@ -61,6 +61,7 @@ class Validator:
         expr = rtype if isinstance(rtype, str) and rtype else "Resource"
         rc = ResourceContext(resource, None, None, None)
         walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
+        issues[:] = settle_failures(issues)
         region: str | None = options.region
         version: str | None = None
         if options.rulebook and isinstance(resource, dict):
@@ -160,14 +161,32 @@ class Validator:
                 message_id="Extension_EXT_Unknown",
             )
 
-    def check_xhtml(self, walker: Walker, value: Any, expr: str) -> None:
+    def check_xhtml(self, walker: Walker, value: Any, expr: str, rc: ResourceContext | None = None) -> None:
         from adapter.fhirpath.xhtml import narrative_problems
 
-        for problem in narrative_problems(value) if isinstance(value, str) else ():
+        problems = narrative_problems(value) if isinstance(value, str) else []
+        for problem in problems:
             walker.report("error", "invalid", expr, problem, source="structure")
+        if rc is not None and not problems and isinstance(value, str) and 'href="#' in value:
+            from .narrative import unresolved_links
+
+            root = rc.container if rc.container is not None else rc.resource
+            for href, text in unresolved_links(value, root):
+                walker.report("error", "invalid", expr,
+                              f"Hyperlink '{href}' for '{text}' does not resolve: no element of the resource "
+                              "and no anchor of its narrative has that id", source="structure",
+                              message_id="XHTML_IDREF_NOT_FOUND")
 
     def probe_walker(self) -> Walker:
         return Walker(self, [])
+
+    def other_versions(self, url: str) -> str:
+        """For a message about a canonical ``url|version`` that is not loaded: the versions that are."""
+        versions = getattr(self.store, "versions", None)
+        if "|" not in url or versions is None:
+            return ""
+        loaded = versions(url)
+        return f" (version not loaded; loaded: {', '.join(loaded)})" if loaded else ""
 
     def conforms(self, value: Any, url: str, rc: ResourceContext) -> bool:
         """Does ``value`` conform to the profile ``url``? (profile discriminators, targets)"""
@@ -191,16 +210,11 @@ class Validator:
         type among them (e.g. plain RelatedPerson) accepts any instance of that type."""
         rtype = target.get("resourceType")
         profiles: list[str] = []
+        unknown: list[str] = []
         for url in urls:
             compiled = self.structures.get(url)
             if compiled is None:
-                walker.report(
-                    "error",
-                    "not-found",
-                    expr,
-                    f"Unable to resolve the profile reference '{url}'",
-                    source="profile",
-                )
+                unknown.append(url)  # the walker warned that it cannot be checked
                 continue
             if compiled.type != rtype and compiled.type != "Resource":
                 continue
@@ -209,10 +223,22 @@ class Validator:
             profiles.append(url)
         if not profiles:
             return
-        declared = set(((target.get("meta") or {}).get("profile")) or ())
+        meta = target.get("meta")
+        claimed = meta.get("profile") if isinstance(meta, dict) else None
+        declared = {p for p in claimed if isinstance(p, str)} if isinstance(claimed, list) else set()
         if declared & set(profiles):
             return
         if any(self.conforms(target, u, rc) for u in profiles):
+            return
+        if unknown:  # the alternative it may conform to cannot be checked
+            walker.report(
+                "warning",
+                "not-supported",
+                f"{expr}.reference",
+                f"The referenced {rtype} does not conform to {' or '.join(profiles)}; it may conform to "
+                f"the unknown target profile {' or '.join(unknown)}, which cannot be checked",
+                source="profile",
+            )
             return
         walker.report(
             "error",
@@ -222,13 +248,34 @@ class Validator:
             source="profile",
         )
 
+    def unknown_target_profiles(self, walker: Walker, urls: tuple[str, ...], typed: bool, expr: str) -> None:
+        """Target profiles that are not loaded: the target cannot be checked against them (nor its
+        type, when no known target profile names one). Never a type name. An error, as the HL7
+        Java validator reports it (REFERENCE_REF_CANTRESOLVEPROFILE) and as becare fails closed:
+        what could not be checked does not count as checked. Load the profile (``--ig``) to check
+        the target instead (docs/validation-notes.md)."""
+        for url in urls:
+            why = self.structures.broken.get(url)
+            walker.report(
+                "error",
+                "not-found",
+                expr,
+                f"The target profile '{url}' "
+                + (f"cannot be used ({why})" if why else "is unknown (not loaded)")
+                + ", so the referenced resource's conformance to it cannot be checked"
+                + ("" if typed else ", nor its type"),
+                source="profile",
+                message_id="Reference_REF_CantResolveProfile",
+            )
+
     # ------------------------------------------------------------------ rulebook
     def _rulebook(self, resource: dict[str, Any], options: ValidationOptions) -> Any:
-        try:
-            from adapter.rules import check_rulebook
-        except ImportError:
-            return None
-        return check_rulebook(resource, region=options.region, lang=options.lang, registry=options.registry)
+        # no ImportError fallback: a rulebook that cannot be loaded has not checked anything
+        from adapter.rules import check_rulebook
+
+        return check_rulebook(
+            resource, region=options.region, lang=options.lang, registry=options.registry, today=options.today
+        )
 
 
 def _located(issue: Issue, document: Any) -> Issue:

@@ -6,16 +6,20 @@ native Python, which is what makes invariant checking affordable on large bundle
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapter.fhirpath.compiled import Env, Fallback
+from adapter.validation.issues import Issue
 from adapter.validation.model import ElementRule
 
 if TYPE_CHECKING:
     from adapter.validation.walker import ResourceContext, Walker
+
+log = logging.getLogger("becare.validation")
 
 _BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
 
@@ -193,14 +197,18 @@ class InvariantChecker:
         expr: str,
         rc: ResourceContext,
     ) -> None:
-        plan = self._plan(constraint)
-        if plan.skip:
+        try:
+            plan = self._plan(constraint)
+        except Exception as exc:
+            _failed(walker, constraint.get("key", ""), str(constraint.get("expression", "")), exc, expr)
             return
-        if plan.guard is not None and plan.guard(value) is True:
+        if plan.skip:
             return
         key, expression, native = plan.key, plan.expression, plan.native
         root = rc.container if rc.container is not None else rc.resource
         try:
+            if plan.guard is not None and plan.guard(value) is True:
+                return
             if native is not None:
                 ok = native(value)
             elif (verdict := self._compiled(plan, value, rule, tcode, rc.resource, root)) is not None:
@@ -215,15 +223,8 @@ class InvariantChecker:
                     node_type=_node_type(rule, tcode),
                 )
                 ok = _truthy(result)
-        except Exception as exc:  # an expression the engine cannot run must not pass silently
-            walker.report(
-                "warning",
-                "invariant",
-                expr,
-                f"Constraint {key} could not be evaluated: {type(exc).__name__}: {str(exc)[:200]}",
-                source="invariant",
-                message_id=key,
-            )
+        except Exception as exc:  # an expression the engine cannot run has not been checked
+            _failed(walker, key, expression, exc, expr)
             return
         if not ok:
             human = constraint.get("human") or expression
@@ -235,6 +236,55 @@ class InvariantChecker:
                 source="invariant",
                 message_id=key,
             )
+
+
+INVARIANT_FAILED = "becare-invariant-failed"
+
+
+_BEYOND_NODE = ("%resource", "%rootResource", "resolve(")
+
+
+def _failed(walker: Walker, key: str, expression: str, exc: Exception, expr: str) -> None:
+    """Fail closed: an invariant that cannot be evaluated is an error (code ``exception``) naming
+    it, never a warning that lets the input pass, and never a traceback. ``scope`` is the part
+    of the input the expression reads: the node, or all of it when it reads beyond the node."""
+    log.debug("constraint %s could not be evaluated at %s", key, expr, exc_info=True)
+    walker.issues.append(
+        Issue(
+            "error",
+            "exception",
+            expr,
+            f"Internal error: constraint {key} could not be evaluated ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). This is a fault in becare, not in the data, but the input cannot "
+            "count as checked until it is fixed.",
+            source="invariant",
+            message_id=INVARIANT_FAILED,
+            extra={"scope": "" if any(m in expression for m in _BEYOND_NODE) else expr},
+        )
+    )
+
+
+def settle_failures(issues: list[Issue]) -> list[Issue]:
+    """Drop the internal error of an invariant that could not be evaluated over a part of the
+    input where the structure check found an error (at or under the invariant's node, or
+    anywhere when the expression reads ``%resource``, ``%rootResource`` or resolves references):
+    evaluating FHIRPath over a value of the wrong shape is expected to fail, that error already
+    makes the input invalid, and the shape error is reported once, not again as becare's fault."""
+    if not any(i.message_id == INVARIANT_FAILED for i in issues):
+        return issues
+    broken = [
+        i.expression
+        for i in issues
+        if i.is_error and i.source in ("structure", "parse") and i.message_id != INVARIANT_FAILED
+    ]
+
+    def explained(issue: Issue) -> bool:
+        scope = issue.extra.get("scope", issue.expression)
+        if not scope:
+            return bool(broken)
+        return any(b == scope or b.startswith((scope + ".", scope + "[")) for b in broken)
+
+    return [i for i in issues if i.message_id != INVARIANT_FAILED or not explained(i)]
 
 
 def _truthy(result: Any) -> bool:

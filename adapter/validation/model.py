@@ -109,10 +109,13 @@ class ElementRule:
     evaluable: tuple[dict[str, Any], ...] | None = None
     plain: bool | None = None  # a primitive with no constraint beyond its datatype (walker)
     child_plan: Any = None  # the walker's plan for the JSON properties under this element
-    # (target profiles of a Reference, the resource types they allow), filled lazily
-    reference_targets: tuple[list[str], frozenset[str]] | None = None
+    # (target profiles of a Reference, the resource types the known ones allow, the unknown
+    # ones), filled lazily
+    reference_targets: tuple[list[str], frozenset[str], tuple[str, ...]] | None = None
     # filled lazily by the structure index: JSON key -> (rule, type code)
     json_children: dict[str, tuple[ElementRule, str | None]] | None = None
+    # on a slice, filled lazily by slicing.py: what each discriminator of its slicing requires
+    slice_criteria: Any = None
 
     @property
     def type_codes(self) -> tuple[str, ...]:
@@ -232,7 +235,9 @@ def compile_structure(sd: dict[str, Any]) -> CompiledStructure:
         parent_id, last = _split_id(elem_id)
         name, _, slice_part = last.partition(":")
         if defn.get("sliceName") and slice_part:
-            base = by_id.get(f"{parent_id}.{name}" if parent_id else name)
+            # a re-slice "a/b" is a slice of the slice "a", not of the sliced element itself
+            owner = f"{name}:{slice_part.rsplit('/', 1)[0]}" if "/" in slice_part else name
+            base = by_id.get(f"{parent_id}.{owner}" if parent_id else owner)
             if base is not None:
                 base.slices.append(rule)
                 continue

@@ -15,6 +15,12 @@ from typing import Any
 _ABSOLUTE = re.compile(r"^(https?://|urn:uuid:|urn:oid:)")
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 _FHIR_BASE = re.compile(r"^(.*/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/.*)?$")
+# the RESTful URL of R4 references.html#regex ([base]/[type]/[id], optionally a version),
+# absolute: the type still has to be checked against the resource types
+_RESTFUL = re.compile(
+    r"^(https?://(?:[A-Za-z0-9\-\\.:%$]*/)+)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/([A-Za-z0-9\-.]{1,64}))?$"
+)
 
 
 @dataclass(slots=True)
@@ -32,11 +38,14 @@ class BundleIndex:
     by_full_url: dict[str, Entry] = field(default_factory=dict)
     by_type_id: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
     by_resource: dict[int, Entry] = field(default_factory=dict)
+    # (fullUrl, meta.versionId): the same fullUrl may hold several versions (bdl-7)
+    by_version: dict[tuple[str, str], Entry] = field(default_factory=dict)
 
     @classmethod
     def build(cls, bundle: dict[str, Any]) -> BundleIndex:
         index = cls()
-        for i, raw in enumerate(bundle.get("entry") or ()):
+        entries = bundle.get("entry")  # not an array: a shape error the walk reports
+        for i, raw in enumerate(entries if isinstance(entries, list) else ()):
             if not isinstance(raw, dict):
                 continue
             resource = raw.get("resource") if isinstance(raw.get("resource"), dict) else None
@@ -47,6 +56,9 @@ class BundleIndex:
                 index.by_resource[id(resource)] = entry
             if full_url:
                 index.by_full_url.setdefault(full_url, entry)
+                version = version_id(resource)
+                if version is not None:
+                    index.by_version.setdefault((full_url, version), entry)
             if resource is not None:
                 rtype, rid = resource.get("resourceType"), resource.get("id")
                 if isinstance(rtype, str) and isinstance(rid, str):
@@ -55,14 +67,17 @@ class BundleIndex:
 
     def resolve(self, reference: str, source_full_url: str | None = None) -> Entry | None:
         """Resolve per the FHIR bundle rules: absolute by fullUrl; relative against the
-        source entry's base when it has a RESTful fullUrl, else by type and id."""
+        source entry's base when it has a RESTful fullUrl, else by type and id. A version-specific
+        reference matches the fullUrl without its version, then the entry's meta.versionId."""
         if not reference or reference.startswith("#"):
             return None
-        ref = reference.split("/_history/", 1)[0] if "/_history/" in reference else reference
+        ref, version = reference, None
+        if "/_history/" in reference:
+            ref, _, version = reference.partition("/_history/")
         if _ABSOLUTE.match(ref):
             hit = self.by_full_url.get(ref)
             if hit is not None:
-                return hit
+                return self._version_of(hit, version)
             m = _FHIR_BASE.match(ref)
             if m:
                 candidates = self.by_type_id.get((m.group(2), m.group(3)), [])
@@ -78,9 +93,21 @@ class BundleIndex:
             if base and base.group(1).startswith("http"):
                 hit = self.by_full_url.get(base.group(1) + m.group(1) + "/" + m.group(2))
                 if hit is not None:
-                    return hit
+                    return self._version_of(hit, version)
         candidates = self.by_type_id.get((m.group(1), m.group(2)))
+        if candidates and version is not None:
+            return next((c for c in candidates if version_id(c.resource) == version), candidates[0])
         return candidates[0] if candidates else None
+
+    def _version_of(self, hit: Entry, version: str | None) -> Entry | None:
+        """The entry holding that version of ``hit``'s fullUrl; ``hit`` itself when the bundle
+        does not say which version it holds (no meta.versionId)."""
+        if version is None or hit.full_url is None:
+            return hit
+        exact = self.by_version.get((hit.full_url, version))
+        if exact is not None:
+            return exact
+        return hit if version_id(hit.resource) is None else None
 
     def entry_for(self, resource: dict[str, Any]) -> Entry | None:
         return self.by_resource.get(id(resource))
@@ -89,12 +116,28 @@ class BundleIndex:
         return iter(self.entries)
 
 
+def version_id(resource: dict[str, Any] | None) -> str | None:
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def contained_by_id(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for c in resource.get("contained") or ():
+    contained = resource.get("contained")
+    for c in contained if isinstance(contained, list) else ():
         if isinstance(c, dict) and isinstance(c.get("id"), str):
             out[c["id"]] = c
     return out
+
+
+def restful_parts(url: str) -> tuple[str, str, str, str | None] | None:
+    """(base, type, id, version) of an absolute RESTful URL, else None. The caller checks that
+    the type is a resource type: ``http://example.org/Documents/1`` matches the pattern only."""
+    m = _RESTFUL.match(url)
+    if not m:
+        return None
+    return m.group(1), m.group(2), m.group(3), m.group(4)
 
 
 def reference_type(reference: str) -> str | None:

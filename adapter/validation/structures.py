@@ -28,7 +28,9 @@ class StructureIndex:
             return self._compiled[url_or_type]  # a URL, or a type name seen before
         except KeyError:
             pass
-        key = url_or_type if "/" in url_or_type else SD_BASE + url_or_type
+        # a bare type name means the core definition; any canonical (URL, urn:oid:/urn:uuid:,
+        # "url|version") is looked up as it is
+        key = url_or_type if "/" in url_or_type or ":" in url_or_type else SD_BASE + url_or_type
         if key != url_or_type and key in self._compiled:
             with self._lock:
                 self._compiled[url_or_type] = self._compiled[key]
@@ -42,8 +44,11 @@ class StructureIndex:
         if sd is not None and (sd.get("snapshot") or {}).get("element"):
             try:
                 compiled = compile_structure(sd)
-            except (ValueError, KeyError):
+            except (ValueError, KeyError) as exc:  # known but unusable: never "unknown, not checked"
+                self.broken[key] = f"it cannot be compiled ({type(exc).__name__}: {str(exc)[:200]})"
                 compiled = None
+        elif sd is not None:
+            self.broken[key] = "its snapshot has no elements"
         if compiled is not None and compiled.is_profile:
             mark_constrained(compiled, self._touched(sd))
         with self._lock:
@@ -141,6 +146,7 @@ def mark_constrained(compiled: CompiledStructure, touched: dict[str, set[str]] |
     into them would only repeat the base walk."""
     if touched is None:
         return
+    touched = {_snapshot_id(i, compiled.by_id): keys for i, keys in touched.items()}
     constrained = _with_prefixes(touched)
     parents = _with_prefixes(touched, strict=True)
     meaningful = _with_prefixes(i for i, keys in touched.items() if keys - _NOT_CHECKED_BELOW)
@@ -152,3 +158,24 @@ def mark_constrained(compiled: CompiledStructure, touched: dict[str, set[str]] |
             rule.descend = False
         elif elem_id not in parents and elem_id not in meaningful:
             rule.descend = False
+
+
+def _snapshot_id(elem_id: str, by_id: dict[str, Any]) -> str:
+    """A differential may name a choice element by its type (``payload:file.contentAttachment``);
+    the snapshot has it as ``content[x]``, or as its type slice ``content[x]:contentAttachment``."""
+    if elem_id in by_id:
+        return elem_id
+    segments = elem_id.split(".")
+    current = segments[0]
+    for seg in segments[1:]:
+        step = f"{current}.{seg}"
+        if step not in by_id:
+            name = seg.split(":", 1)[0]
+            for i in range(1, len(name)):
+                choice = f"{current}.{name[:i]}[x]"
+                if name[i].isupper() and choice in by_id:
+                    step = f"{choice}:{name}" if f"{choice}:{name}" in by_id else choice
+                    break
+        current = step
+    return current
+

@@ -15,7 +15,8 @@ from typing import Any
 
 from adapter.validation import slicing
 from adapter.validation.compare import fixed_matches, pattern_matches
-from adapter.validation.datatypes import check_attachment, check_limits
+from adapter.validation.datatypes import ELE_1, check_attachment, check_limits, only_id, primitive_at
+from adapter.validation.extensions import checker_for, strip_indexes
 from adapter.validation.issues import Issue
 from adapter.validation.model import (
     PRIMITIVE_TYPES,
@@ -73,6 +74,16 @@ class Walker:
         # (location, key, expression) of invariants already evaluated: a profile repeats the
         # constraints of its base, and the answer at one location does not change
         self.evaluated: set[tuple[str, str, str]] = set()
+        self.extensions = checker_for(engine)
+        self.resource_at: list[tuple[str, str]] = []  # (expression, type) of the resources walked into
+
+    def instance_path(self, expr: str) -> str:
+        """``expr`` from its resource on, indexes removed: ``Patient.address`` (extension contexts)."""
+        if self.resource_at:
+            at, rtype = self.resource_at[-1]
+            if expr.startswith(at):
+                return strip_indexes(rtype + expr[len(at) :])
+        return strip_indexes(expr)
 
     # ------------------------------------------------------------------ reporting
     def report(
@@ -112,16 +123,21 @@ class Walker:
         if expected_types and rtype not in expected_types and "Resource" not in expected_types:
             self.report("error", "structure", expr, f"The resource type '{rtype}' is not allowed here")
         self.engine.before_resource(self, resource, expr, rc)
-        self.walk(resource, base.root, base, rtype, expr, rc, profile_mode=False)
+        self.resource_at.append((expr, rtype))
+        try:
+            self.walk(resource, base.root, base, rtype, expr, rc, profile_mode=False)
+        finally:
+            self.resource_at.pop()
         meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-        declared = [p for p in (meta.get("profile") or ()) if isinstance(p, str)]
+        profiles = meta.get("profile")  # not an array: a shape error the walk reported
+        declared = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
         for i, url in enumerate(declared):
             self.apply_profile(resource, url, f"{expr}.meta.profile[{i}]", expr, rc, declared=True)
         for url in self.engine.global_profiles(rtype):
             if url not in declared and url not in extra_profiles:
                 self.apply_profile(resource, url, expr, expr, rc, declared=True)
         for url in extra_profiles:
-            if url not in declared:
+            if url not in declared and not self._declared_as(url, declared):
                 self.apply_profile(resource, url, expr, expr, rc, declared=False)
         self.engine.after_resource(self, resource, expr, rc)
 
@@ -135,29 +151,30 @@ class Walker:
         *,
         declared: bool,
     ) -> None:
-        profile = self.index.get(url.split("|", 1)[0])
-        if profile is None and url.split("|", 1)[0] in self.index.broken:
+        profile = self.index.get(url)  # any canonical form; "url|version" picks that version
+        if profile is None and url in self.index.broken:
             self.report(
                 "error",
                 "invalid",
                 where,
-                f"Profile '{url}' cannot be used: {self.index.broken[url.split('|', 1)[0]]}",
+                f"Profile '{url}' cannot be used: {self.index.broken[url]}",
                 source="profile",
             )
             return
         if profile is None:
+            known = self.engine.other_versions(url)
             if declared:
                 self.report(
                     "warning",
                     "not-supported",
                     where,
-                    f"Profile reference '{url}' has not been checked because it is unknown",
+                    f"Profile reference '{url}' has not been checked because it is unknown{known}",
                     source="profile",
                     message_id="VALIDATION_VAL_PROFILE_UNKNOWN",
                 )
             else:
                 self.report(
-                    "error", "not-found", expr, f"Unable to find the profile '{url}'", source="profile"
+                    "error", "not-found", expr, f"Unable to find the profile '{url}'{known}", source="profile"
                 )
             return
         if profile.type != resource.get("resourceType"):
@@ -235,7 +252,7 @@ class Walker:
             if rule.has_limits:
                 check_limits(self, value, tcode, rule, expr)
             if tcode == "xhtml" and not profile_mode:
-                self.engine.check_xhtml(self, value, expr)
+                self.engine.check_xhtml(self, value, expr, rc)
             return
         if not isinstance(value, dict):
             if not profile_mode:
@@ -262,6 +279,8 @@ class Walker:
                 message_id="Object_must_have_some_content",
             )
             return
+        if not profile_mode and only_id(value):
+            self.report("error", "invariant", expr, ELE_1, source="invariant", message_id="ele-1")
 
         if tcode == "Extension" and not profile_mode and _is_absolute(value.get("url")):
             definition = self.engine.extension_definition(value["url"])
@@ -296,6 +315,8 @@ class Walker:
             if dt.root.evaluable != ():
                 self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
 
+        if not profile_mode and ("extension" in value or "modifierExtension" in value):
+            self.extensions.check_element(self, value, rule, owner, structure, tcode, expr, rc)
         self._children(value, cmap, owner, cstruct, expr, rc, profile_mode)
         if rule.evaluable != ():  # () once known to hold only structural constraints
             self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
@@ -310,7 +331,8 @@ class Walker:
         elif tcode == "Coding" and not profile_mode:
             self.engine.bindings.check_coding(self, value, expr)
         elif tcode == "CodeableConcept" and not profile_mode:
-            for i, coding in enumerate(value.get("coding") or ()):
+            codings = value.get("coding")
+            for i, coding in enumerate(codings if isinstance(codings, list) else ()):
                 if isinstance(coding, dict):
                     self.engine.bindings.check_coding(self, coding, f"{expr}.coding[{i}]")
         # a type profile (e.g. an Address that must be a be-address) applies in addition
@@ -487,6 +509,9 @@ class Walker:
                     f"{child.path}: minimum required = {child.min}, but only found 0",
                     source="profile" if profile_mode else "structure",
                 )
+        for child, keys in plan.sliced:
+            if not any(k in value for k in keys):  # absent: its required slices are missing too
+                slicing.assign(self, child, cstruct, [], expr, rc, profile_mode)
 
     def _primitive_companion(
         self,
@@ -503,6 +528,15 @@ class Walker:
             self.report("error", "structure", f"{expr}.{key}", f"Unrecognized property '{key}'")
             return
         companion = value[key]
+        if "xmlAttr" in (child.definition.get("representation") or ()):
+            self.report(
+                "error",
+                "structure",
+                f"{expr}.{key}",
+                f"'{key[1:]}' is an XML attribute (element ids, Extension.url): it cannot have an id or "
+                "extensions",
+            )
+            return
         element_sd = self.index.get(ctype)
         if element_sd is None:
             return
@@ -528,6 +562,10 @@ class Walker:
                     "error", "structure", iexpr, f"This property must be an object, not {_kind(item)}"
                 )
                 continue
+            primitive = primitive_at(value.get(key[1:]), j, isinstance(companion, list))
+            if primitive is None and only_id(item):
+                self.report("error", "invariant", iexpr, ELE_1, source="invariant", message_id="ele-1")
+            self.extensions.check_primitive(self, value, key[1:], child, ctype, item, primitive, iexpr, rc)
             self._children(item, cmap, element_sd.root, element_sd, iexpr, rc, False)
 
     # ------------------------------------------------------------------ invariants
@@ -569,15 +607,22 @@ class Walker:
         cached = rule.reference_targets
         if cached is None:
             targets = [tp for t in rule.types if t.code == "Reference" for tp in t.target_profiles]
-            cached = rule.reference_targets = (targets, frozenset(self._profile_type(tp) for tp in targets))
-        targets, allowed = cached
+            types = [(tp, self._profile_type(tp)) for tp in targets]
+            cached = rule.reference_targets = (
+                targets,
+                frozenset(t for _, t in types if t is not None),
+                tuple(tp for tp, t in types if t is None),
+            )
+        targets, allowed, unknown = cached
         if not targets:
             return
+        if unknown:  # an unknown target profile says nothing about the type: it cannot be checked
+            self.engine.unknown_target_profiles(self, unknown, bool(allowed), expr)
         target = rc.resolve(ref)
         target_type = target.get("resourceType") if isinstance(target, dict) else reference_type(ref)
-        if target_type is None:
-            return
-        if "Resource" in allowed or target_type in allowed:
+        if not isinstance(target_type, str) or not target_type:
+            return  # a target without a usable resourceType: reported where it stands
+        if "Resource" in allowed or target_type in allowed or unknown:
             if target is not None and profile_mode:
                 self.engine.check_target_profiles(self, target, targets, expr, rc)
             return
@@ -638,11 +683,21 @@ class Walker:
             return
         self.issues.extend(attempts[0])
 
-    def _profile_type(self, url: str) -> str:
+    def _declared_as(self, url: str, declared: list[str]) -> bool:
+        """``url|version`` and ``url`` naming the same loaded profile: it applies once."""
+        if not declared:
+            return False
+        try:
+            definition = self.index.raw(url)
+            return definition is not None and any(self.index.raw(d) is definition for d in declared)
+        except ValueError:  # a definition whose snapshot cannot be generated: reported when applied
+            return False
+
+    def _profile_type(self, url: str) -> str | None:
+        """The resource type a target profile constrains; None when the profile is not loaded
+        (its last URL segment is a profile name, not a type)."""
         compiled = self.index.get(url)
-        if compiled is not None:
-            return compiled.type
-        return url.rsplit("/", 1)[-1]
+        return compiled.type if compiled is not None else None
 
 
 _GENERAL, _SINGLE, _PLAIN_PRIMITIVE = 0, 1, 2
@@ -653,10 +708,12 @@ class _ChildPlan:
     """How each JSON property under one element is walked, decided once per element rule:
     ``steps`` maps a key to (child rule, type, kind) where kind says whether a single value
     can take a fast path; ``required`` lists the required children with the keys (and ``_``
-    companions) any of which makes them present."""
+    companions) any of which makes them present; ``sliced`` the children with a required slice,
+    reported by the slicing rules when the child is absent altogether."""
 
     steps: dict[str, tuple[ElementRule, str | None, int]]
     required: tuple[tuple[ElementRule, tuple[str, ...]], ...]
+    sliced: tuple[tuple[ElementRule, tuple[str, ...]], ...] = ()
 
 
 def _plan(owner: ElementRule, cmap: dict[str, tuple[ElementRule, str | None]]) -> _ChildPlan:
@@ -681,7 +738,11 @@ def _plan(owner: ElementRule, cmap: dict[str, tuple[ElementRule, str | None]]) -
                 kind = _PLAIN_PRIMITIVE
         steps[key] = (child, ctype, kind)
     required = tuple((child, tuple(keys_of[id(child)])) for child in _required(cmap))
-    plan = _ChildPlan(steps, required)
+    sliced = tuple(
+        (child, tuple(keys_of[id(child)]))
+        for child in {id(c): c for c, _t in cmap.values() if any(s.min > 0 for s in c.slices)}.values()
+    )
+    plan = _ChildPlan(steps, required, sliced)
     if owner.json_children is cmap:
         owner.child_plan = plan
     return plan
