@@ -429,6 +429,8 @@ def bundle_of(doc: Doc) -> Res:
 
 # --- rule samples ------------------------------------------------------------------------------------
 
+EXT_TRIGGER = "https://becare.dev/fhir/StructureDefinition/ext-case-management-trigger"
+CARE_ROLE = "https://becare.dev/fhir/CodeSystem/care-role"
 Sample = tuple[str, str, list[str], Res, list[str]]  # (file, region, expected rule ids, bundle, preload)
 DocChange = Callable[[Doc], Any]
 BundleChange = Callable[[Res], Any]
@@ -470,6 +472,34 @@ def rule_samples() -> list[Sample]:
         lambda doc: [remove_member(doc, p) for p in ("gp", "physio", "social")],
     )
     variant("IC-TEAM-2", "keeps", "brussels", [], kind="cm")
+
+    def outside_member(reference: str) -> BundleChange:
+        """A participant whose member is not in the bundle: only its discipline is unknown."""
+
+        def change(bundle: Res) -> None:
+            role = {"system": CARE_ROLE, "code": "team-member", "display": "Care team member"}
+            resource(bundle, "CareTeam")["participant"].append(
+                {"role": [{"coding": [role]}], "member": {"reference": reference}}
+            )
+
+        return change
+
+    variant(
+        "IC-TEAM-2",
+        "breaks-unresolved",
+        "brussels",
+        ["IC-TEAM-2"],
+        lambda doc: [remove_member(doc, p) for p in ("gp", "physio", "social")],
+        after=outside_member("https://other-ehr.example/fhir/PractitionerRole/pr-77"),
+    )
+    variant(
+        "IC-TEAM-2",
+        "keeps-unresolved",
+        "brussels",
+        [],
+        kind="cm",
+        after=outside_member("https://other-ehr.example/fhir/PractitionerRole/pr-77"),
+    )
     variant("IC-TEAM-3", "breaks", "wallonia", ["IC-TEAM-3"], lambda doc: remove_member(doc, "carer"))
     variant("IC-TEAM-3", "keeps", "wallonia", [])
 
@@ -485,6 +515,7 @@ def rule_samples() -> list[Sample]:
     variant("IC-CC-1", "keeps", "german-speaking", [])
     variant("IC-CC-2", "breaks", "flanders", ["IC-CC-2"], lambda doc: remove_member(doc, "nurse"))
     variant("IC-CC-2", "breaks-wallonia", "wallonia", ["IC-CC-2"], lambda doc: remove_member(doc, "nurse"))
+    variant("IC-CC-2", "breaks-brussels", "brussels", ["IC-CC-2"], lambda doc: remove_member(doc, "nurse"))
 
     def external_coordinator_dg(doc: Doc) -> None:
         remove_member(doc, "nurse")
@@ -495,6 +526,30 @@ def rule_samples() -> list[Sample]:
         "IC-CC-3", "breaks", "brussels", ["IC-CC-3"], lambda doc: drop_item(doc, "consents", "consent-cc")
     )
     variant("IC-CC-3", "keeps", "brussels", [])
+
+    def consent_period(key: str, **period: str) -> BundleChange:
+        return lambda bundle: resource(bundle, "Consent", key)["provision"].update(period=period)
+
+    # the agreement ran out the day before the episode began (2024-03-01)
+    expired = consent_period("consent-cc", start="2023-03-01", end="2024-02-29")
+    variant("IC-CC-3", "breaks-expired", "brussels", ["IC-CC-3"], after=expired)
+
+    def someone_elses(key: str) -> BundleChange:
+        return lambda bundle: resource(bundle, "Consent", key).update(
+            patient={"reference": "https://other-ehr.example/fhir/Patient/p-12"}
+        )
+
+    variant("IC-CC-3", "breaks-other-person", "brussels", ["IC-CC-3"], after=someone_elses("consent-cc"))
+    variant(
+        "IC-CC-3",
+        "keeps-until-episode-end",
+        "brussels",
+        [],
+        start="2023-03-01",
+        end="2023-12-31",
+        status="finished",
+        after=consent_period("consent-cc", start="2023-02-01", end="2023-12-31"),
+    )
 
     def informal_coordinator(remunerated: bool) -> DocChange:
         def change(doc: Doc) -> None:
@@ -511,12 +566,47 @@ def rule_samples() -> list[Sample]:
     variant("IC-CC-4", "keeps-not-remunerated", "flanders", [], informal_coordinator(False))
     variant("IC-CC-5", "breaks", "wallonia", ["IC-CC-5"], lambda doc: doc.update(assessments=[]))
     variant("IC-CC-5", "keeps", "wallonia", [])
+
+    def supporting(rtype: str, key: str) -> BundleChange:
+        def change(bundle: Res) -> None:
+            url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is resource(bundle, rtype, key))
+            resource(bundle, "CarePlan")["supportingInfo"] = [{"reference": url}]
+
+        return change
+
+    variant(
+        "IC-CC-5", "breaks-not-an-assessment", "wallonia", ["IC-CC-5"], after=supporting("Goal", "goal-life")
+    )
+
+    def questionnaire_response(bundle: Res) -> None:
+        """The assessment sent as a QuestionnaireResponse instead of an Observation."""
+        entry = next(e for e in bundle["entry"] if e["resource"] is resource(bundle, "Observation"))
+        obs = entry["resource"]
+        entry["resource"] = {
+            "resourceType": "QuestionnaireResponse",
+            "identifier": obs["identifier"][0],
+            "status": "completed",
+            "subject": obs["subject"],
+            "authored": obs["effectiveDateTime"],
+            "author": obs["performer"][0],
+            "item": [{"linkId": "instrument", "text": obs["code"]["text"]}],
+        }
+        entry["request"] = {"method": "POST", "url": "QuestionnaireResponse"}
+
+    variant("IC-CC-5", "keeps-questionnaire-response", "wallonia", [], after=questionnaire_response)
     variant(
         "IC-CC-6",
         "breaks",
         "german-speaking",
         ["IC-CC-6"],
         lambda doc: item(doc, "tasks", "t-reassessment").update(status="completed"),
+    )
+    variant(
+        "IC-CC-6",
+        "breaks-no-date",
+        "german-speaking",
+        ["IC-CC-6"],
+        lambda doc: item(doc, "tasks", "t-reassessment").pop("due"),
     )
     variant("IC-CC-6", "keeps", "german-speaking", [])
 
@@ -567,6 +657,14 @@ def rule_samples() -> list[Sample]:
         lambda doc: drop_item(doc, "consents", "consent-cm"),
         kind="cm",
     )
+    variant(
+        "IC-CM-2",
+        "breaks-expired",
+        "wallonia",
+        ["IC-CM-2"],
+        kind="cm",
+        after=consent_period("consent-cm", start="2023-05-01", end="2024-04-30"),
+    )
     variant("IC-CM-2", "keeps", "wallonia", [], kind="cm")
     variant(
         "IC-CM-3",
@@ -576,6 +674,18 @@ def rule_samples() -> list[Sample]:
         lambda doc: doc["episodes"][0].update(triggers=[]),
         kind="cm",
     )
+
+    def empty_triggers(bundle: Res) -> None:
+        """Trigger extensions without a code of case-management-trigger are no trigger."""
+        episode = resource(bundle, "EpisodeOfCare")
+        others = [x for x in episode["extension"] if x["url"] != EXT_TRIGGER]
+        episode["extension"] = [
+            *others,
+            {"url": EXT_TRIGGER},
+            {"url": EXT_TRIGGER, "valueCodeableConcept": {"text": "complex situation"}},
+        ]
+
+    variant("IC-CM-3", "breaks-empty", "brussels", ["IC-CM-3"], kind="cm", after=empty_triggers)
     variant("IC-CM-3", "keeps", "brussels", [], kind="cm")
     variant(
         "IC-CM-4",
@@ -611,6 +721,8 @@ def rule_samples() -> list[Sample]:
     # IC-REG-1: CC and CM at once
     variant("IC-REG-1", "breaks", "german-speaking", ["IC-REG-1"], kind="both")
     variant("IC-REG-1", "keeps-flanders", "flanders", [], kind="both")
+    variant("IC-REG-1", "keeps-wallonia", "wallonia", [], kind="both")
+    variant("IC-REG-1", "keeps-brussels", "brussels", [], kind="both")
 
     # IC-REG-2: the case manager later becomes the coordinator (or both at once)
     switch = {

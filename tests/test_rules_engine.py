@@ -128,12 +128,14 @@ def test_not_our_content_is_not_judged() -> None:
 def test_single_resource_is_judged_alone() -> None:
     team = entry(load("rules/IC-TEAM-2/breaks.json"), "CareTeam")
     result = check_rulebook(team, region="brussels", lang="en")
-    # Alone, the members do not resolve: their disciplines cannot be judged, the person can.
-    assert rule_ids(result) == []
+    # Alone, the members do not resolve: the person is recognised by the reference, and the one
+    # possible professional (the coordinator) is unknown, which cannot make two disciplines.
+    assert rule_ids(result) == ["IC-TEAM-2"]
+    assert [i.message_id for i in result.issues] == ["IC-TEAM-2.unresolved"]
     team["participant"] = [p for p in team["participant"] if "patient" not in json.dumps(p["role"])]
     result = check_rulebook(team, region="brussels", lang="en")
-    assert rule_ids(result) == ["IC-TEAM-1"]
-    assert result.issues[0].expression == "CareTeam"
+    assert rule_ids(result) == ["IC-TEAM-1", "IC-TEAM-2"]
+    assert {i.expression for i in result.issues} == {"CareTeam"}
 
 
 def test_references_by_type_and_id() -> None:

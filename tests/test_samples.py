@@ -62,6 +62,23 @@ def test_every_rule_is_broken_and_kept() -> None:
             assert s["expect"] == []
 
 
+def test_every_regional_rule_has_a_sample_in_every_region() -> None:
+    """Each region row of a regional rule is shown at work: broken where the region checks it,
+    kept where the region allows it (severity ``off``)."""
+    cat = load_catalog()
+    regional = [r for r in cat.rules if r.regional]
+    assert {r.id for r in regional} == {"IC-CC-2", "IC-REG-1", "IC-REG-2"}
+    for rule in regional:
+        samples = [s for s in MANIFEST if s["file"].startswith(f"rules/{rule.id}/")]
+        for region in REGIONS:
+            mine = [s for s in samples if s["region"] == region]
+            if rule.severity[region] == "off":
+                shown = any("/keeps" in s["file"] and rule.id not in s["expect"] for s in mine)
+            else:
+                shown = any("/breaks" in s["file"] and rule.id in s["expect"] for s in mine)
+            assert shown, (rule.id, region)
+
+
 def test_breaking_samples_fail_at_the_expected_severity() -> None:
     cat = load_catalog()
     for s in MANIFEST:

@@ -8,6 +8,7 @@ they never stop the other inputs from being validated.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -45,7 +46,23 @@ def register(sub: Any) -> None:
     p.add_argument("--registry", metavar="URL", help="episode registry database (for IC-ONE-1/2)")
     p.add_argument("--no-rulebook", action="store_true", help="structure and profiles only")
     p.add_argument("--no-progress", action="store_true", help="do not report progress on standard error")
+    p.add_argument(
+        "--today",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help='the date rules judge "active" and "planned" against (default: the current date)',
+    )
     p.set_defaults(handler=run)
+
+
+def iso_date(text: str) -> dt.date:
+    """``--today``: a calendar date ``YYYY-MM-DD``; anything else is a usage error (exit 2)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
 def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -70,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from adapter.fhirio import ParseError, parse_file
     from adapter.output import render
     from adapter.output.render import SECONDS
+    from adapter.rules.checks import RegistryUnavailable
     from adapter.validation.api import Report, ValidationOptions
     from adapter.validation.issues import Issue
 
@@ -100,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         profiles=tuple(args.profile),
         rulebook=not args.no_rulebook,
         registry=registry,
+        today=args.today,
     )
     reports: list[Report] = []
     unusable = bool(problems)
@@ -144,7 +163,21 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
             continue
-        report = validator.validate(document, options)
+        except Exception as exc:  # a fault of the reader: reported, never a traceback
+            unusable = True
+            reports.append(_not_checked(path, _internal(exc), "exception"))
+            continue
+        try:
+            report = validator.validate(document, options)
+        except RegistryUnavailable as exc:
+            # IC-ONE-1/2 cannot be judged without it: this input was not checked (exit 2)
+            unusable = True
+            reports.append(_not_checked(path, f"the episode registry cannot be queried: {exc}", "transient"))
+            continue
+        except Exception as exc:  # a fault in becare: say so, never a traceback, never a pass
+            unusable = True
+            reports.append(_not_checked(path, _internal(exc), "exception"))
+            continue
         report.source = str(path)
         reports.append(report)
     progress.done()
@@ -166,6 +199,21 @@ def run(args: argparse.Namespace) -> int:
     if unusable:
         return EXIT_UNUSABLE
     return EXIT_INVALID if any(r.has_errors for r in reports) else EXIT_OK
+
+
+def _internal(exc: BaseException) -> str:
+    return (
+        f"Internal error while validating this file ({type(exc).__name__}: {str(exc)[:200]}). This is a "
+        "fault in becare, not in the data; the file has not been checked."
+    )
+
+
+def _not_checked(path: Path, message: str, code: str) -> Any:
+    """The report of an input that could not be checked: one fatal issue (exit code 2)."""
+    from adapter.validation.api import Report
+    from adapter.validation.issues import Issue
+
+    return Report(issues=[Issue("fatal", code, "", message, source="internal")], source=str(path))
 
 
 def _validator(igs: list[str]) -> Any:

@@ -25,13 +25,18 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from adapter.database import is_memory_sqlite
+from adapter.rules.checks import RegistryUnavailable
 
 # Any fixed 64-bit number: the lock under which the schema is created on PostgreSQL.
 SCHEMA_LOCK = 0x62656361726500
 
 
-class RegistryError(Exception):
-    """The registry database cannot be used (bad URL, missing driver, unreachable)."""
+class RegistryError(RegistryUnavailable):
+    """The registry database cannot be used (bad URL, missing driver, unreachable, gone).
+
+    A ``RegistryUnavailable`` of the rulebook: raised while IC-ONE-1/2 query the registry, it
+    stops the validation (503 from the service, exit code 2 from the command line) instead of
+    passing for a rule failure or, worse, for "no other coordinator"."""
 
 
 def normalise_url(url: str) -> str:

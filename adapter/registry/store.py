@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Integer, String, Text, delete, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from adapter.registry.conflicts import Conflict, find_conflicts
@@ -165,20 +165,23 @@ class EpisodeRegistry:
         persons = {r.person_key for r in roles}
         episodes = {r.episode_key for r in roles}
         now = dt.datetime.now(dt.UTC)
-        with self._locks.local(), Session(self._engine) as session, session.begin():
-            self._locks.take(session.connection(), persons | episodes)
-            existing = session.scalars(
-                select(_Role).where(
-                    _Role.person_key.in_(persons),
-                    _Role.status.in_(ACTIVE_STATUSES),
-                    _Role.episode_key.not_in(episodes),
-                )
-            ).all()
-            conflicts = tuple(find_conflicts(roles, (r.to_role() for r in existing)))
-            if conflicts and exclusive:
-                return Recorded(0, conflicts)
-            session.execute(delete(_Role).where(_Role.episode_key.in_(episodes)))
-            session.add_all(_row(r, now) for r in roles)
+        try:
+            with self._locks.local(), Session(self._engine) as session, session.begin():
+                self._locks.take(session.connection(), persons | episodes)
+                existing = session.scalars(
+                    select(_Role).where(
+                        _Role.person_key.in_(persons),
+                        _Role.status.in_(ACTIVE_STATUSES),
+                        _Role.episode_key.not_in(episodes),
+                    )
+                ).all()
+                conflicts = tuple(find_conflicts(roles, (r.to_role() for r in existing)))
+                if conflicts and exclusive:
+                    return Recorded(0, conflicts)
+                session.execute(delete(_Role).where(_Role.episode_key.in_(episodes)))
+                session.add_all(_row(r, now) for r in roles)
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
         for c in conflicts:  # accepted anyway (the caller decided): make the double role visible
             log.warning(
                 "%s of episode %s overlaps episode %s (source %s) for the same person",
@@ -196,14 +199,24 @@ class EpisodeRegistry:
             .where(_Role.person_key == ssin_hash, _Role.role == role, _Role.status.in_(ACTIVE_STATUSES))
             .order_by(_Role.id)
         )
-        with self._locks.local(), Session(self._engine) as session:
-            out = [r.to_role() for r in session.scalars(stmt).all()]
+        try:
+            with self._locks.local(), Session(self._engine) as session:
+                out = [r.to_role() for r in session.scalars(stmt).all()]
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
         if at is not None:
             out = [r for r in out if (r.start is None or r.start <= at) and (r.end is None or at <= r.end)]
         return out
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _unavailable(exc: SQLAlchemyError) -> RegistryError:
+    """The registry cannot be queried: the driver's reason only (never the statement or its
+    parameters, which hold person keys)."""
+    reason = getattr(exc, "orig", None) or type(exc).__name__
+    return RegistryError(f"cannot query the registry database: {reason}")
 
 
 def _row(role: EpisodeRole, now: dt.datetime) -> _Role:

@@ -9,10 +9,16 @@ Issue itself are the engine's business, so the functions stay small and testable
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
+from adapter.fhirio.shapes import as_list, member, objects
+from adapter.fhirio.shapes import text as _str
 from adapter.rules.identifiers import CORE_NS, LEGACY_NS, check_identifier, classify_system
 from adapter.rules.situation import (
     CLOSED_TASK,
@@ -22,9 +28,13 @@ from adapter.rules.situation import (
     PROFESSIONAL_TYPES,
     Episode,
     Node,
+    Participant,
     Situation,
     codes,
     overlaps,
+    parse_date,
+    parse_end_date,
+    status_of,
     task_code,
     task_dates,
 )
@@ -45,6 +55,14 @@ class RuleContext:
     table1: dict[str, str]
     registry: Any | None = None
     today: dt.date = field(default_factory=dt.date.today)
+
+
+class RegistryUnavailable(Exception):
+    """The episode registry a rule consults cannot be queried (database gone, unreachable).
+
+    Not a fault of the rule nor of the data: the input cannot be judged right now. The rule
+    engine lets it through, so the service answers 503 and the command line exit code 2, rather
+    than judging IC-ONE-1/2 without the registry."""
 
 
 RuleFunction = Callable[[RuleContext], Iterable[Finding]]
@@ -119,15 +137,52 @@ def team_includes_person(ctx: RuleContext) -> Iterator[Finding]:
 def _discipline(node: Node) -> str | None:
     res = node.resource
     if node.type == "PractitionerRole":
-        concepts = res.get("code") or []
+        concepts = as_list(res.get("code"))
     elif node.type == "Practitioner":
-        concepts = [q.get("code") for q in res.get("qualification") or () if isinstance(q, dict)]
+        concepts = [q.get("code") for q in objects(res.get("qualification"))]
     else:
-        concepts = res.get("type") or []
+        concepts = as_list(res.get("type"))
     for cc in concepts:
-        for coding in (cc or {}).get("coding") or ():
-            if coding.get("code") and not str(coding.get("system", "")).startswith("https://becare.dev/"):
-                return f"{coding.get('system')}|{coding['code']}"
+        for coding in objects(member(cc, "coding")):
+            code = _str(coding.get("code"))
+            if code and not str(coding.get("system", "")).startswith("https://becare.dev/"):
+                return f"{coding.get('system')}|{code}"
+    return None
+
+
+NON_PROFESSIONAL_ROLES = frozenset({"patient", "informal-caregiver", "representative"})
+_REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _member_raw(part: Participant) -> dict[str, Any]:
+    """The ``CareTeam.participant.member`` Reference as written."""
+    items = part.team.resource.get("participant")
+    item = items[part.index] if isinstance(items, list) and part.index < len(items) else None
+    ref = item.get("member") if isinstance(item, dict) else None
+    return ref if isinstance(ref, dict) else {}
+
+
+def _unresolved_professional(part: Participant) -> str | None:
+    """A key for a participant whose member is not in the input and may be a professional (its
+    discipline is unknown); None when the member is known not to be one (a Patient or
+    RelatedPerson reference, or only the roles of the person and their informal network) or
+    names no one at all."""
+    raw = _member_raw(part)
+    declared = raw.get("type")  # a resource type, or its StructureDefinition URL
+    rtype = declared.rsplit("/", 1)[-1] if isinstance(declared, str) and declared else None
+    if rtype is None and part.member_ref:
+        match = _REF_TYPE.search(part.member_ref.split("/_history/")[0].rstrip("/"))
+        rtype = match.group(1) if match else None
+    if rtype is not None:
+        if rtype not in PROFESSIONAL_TYPES and rtype != "CareTeam":
+            return None
+    elif part.roles and part.roles <= NON_PROFESSIONAL_ROLES:
+        return None
+    if part.member_ref:
+        return f"ref:{part.member_ref}"
+    ident = raw.get("identifier")
+    if isinstance(ident, dict) and ident.get("value"):
+        return f"id:{ident.get('system')}|{ident.get('value')}"
     return None
 
 
@@ -136,17 +191,24 @@ def team_disciplines(ctx: RuleContext) -> Iterator[Finding]:
     s = ctx.situation
     for team in s.of("CareTeam"):
         disciplines: set[str] = set()
-        undecidable = False
+        unknown: set[str] = set()
         for part in s.team_participants(team):
             if part.member is None:
-                # A member we cannot see (outside the input) might be the second discipline.
-                undecidable |= part.member_ref is not None
+                # Only this participant is unknown (a member outside the input): the rule still
+                # judges the rest of the team, and says how many it could not see.
+                key = _unresolved_professional(part)
+                if key:
+                    unknown.add(key)
                 continue
             if part.member.type in PROFESSIONAL_TYPES:
                 d = _discipline(part.member)
                 if d:
                     disciplines.add(d)
-        if len(disciplines) < 2 and not undecidable:
+        if len(disciplines) >= 2:
+            continue
+        if unknown:
+            yield Finding(team.path, "unresolved", {"count": len(disciplines), "unresolved": len(unknown)})
+        else:
             yield Finding(team.path, params={"count": len(disciplines)})
 
 
@@ -189,16 +251,36 @@ def coordinator_in_team(ctx: RuleContext) -> Iterator[Finding]:
             yield Finding(f"{ep.node.path}.careManager", params={"region": ctx.region_label or ""})
 
 
-def _without_consent(s: Situation, episodes: Iterable[Episode], category: str) -> Iterator[Finding]:
-    """The episodes whose person has no consent of ``category`` (IC-CC-3, IC-CM-2)."""
+def consent_covers(consent: Node, ep: Episode, today: dt.date) -> bool:
+    """Does the consent's ``provision.period`` (when it has one) cover the episode's period up
+    to ``today`` (the validation date)? It must run from the episode's start to its end, or to
+    today while the episode goes on; a consent that ran out before the episode began, or
+    that starts only later, does not count. An episode that starts after today needs a
+    consent in force at its start."""
+    provision = consent.resource.get("provision")
+    period = provision.get("period") if isinstance(provision, dict) else None
+    if not isinstance(period, dict):
+        return True
+    start, end = parse_date(period.get("start")), parse_end_date(period.get("end"))
+    until = min(ep.end, today) if ep.end is not None else today
+    since = ep.start or until
+    until = max(until, since)
+    return (start is None or start <= since) and (end is None or end >= until)
+
+
+def _without_consent(ctx: RuleContext, episodes: Iterable[Episode], category: str) -> Iterator[Finding]:
+    """The episodes without a consent of ``category`` that counts (IC-CC-3, IC-CM-2): the
+    person's own (``Consent.patient`` is the episode's patient), active, and in force over the
+    episode up to the validation date."""
+    s = ctx.situation
     for ep in episodes:
-        if next(s.consents_of(ep.patient_key, category), None) is None:
+        if not any(consent_covers(c, ep, ctx.today) for c in s.consents_of(ep.patient_key, category)):
             yield Finding(ep.node.path)
 
 
 @rule("IC-CC-3")
 def coordinator_consent(ctx: RuleContext) -> Iterator[Finding]:
-    return _without_consent(ctx.situation, _remunerated(ctx.situation), "care-coordinator-agreement")
+    return _without_consent(ctx, _remunerated(ctx.situation), "care-coordinator-agreement")
 
 
 @rule("IC-CC-4")
@@ -210,22 +292,110 @@ def remunerated_coordinator_professional(ctx: RuleContext) -> Iterator[Finding]:
                 yield Finding(path)
 
 
+@dataclass(frozen=True)
+class AssessmentTable:
+    """What counts as an assessment (``mappings/assessments.yaml``, the table the mapper uses):
+    an instrument's coding, the text of an instrument that has no code, a BelRAI evaluation id."""
+
+    codings: frozenset[tuple[str, str]]
+    texts: frozenset[str]
+    evaluation_system: str
+
+
+@functools.cache
+def assessment_table() -> AssessmentTable:
+    from adapter.datafiles import data_dir
+
+    raw = yaml.safe_load((data_dir("mappings") / "assessments.yaml").read_text(encoding="utf-8"))
+    instruments = [i for i in (raw.get("instruments") or {}).values() if isinstance(i, dict)]
+    return AssessmentTable(
+        codings=frozenset((str(i["system"]), str(i["code"])) for i in instruments if i.get("code")),
+        texts=frozenset(str(i["text"]) for i in instruments if not i.get("code") and i.get("text")),
+        evaluation_system=str(raw.get("belrai_evaluation_system") or ""),
+    )
+
+
+def _assessment_code(concept: Any, table: AssessmentTable) -> bool:
+    if not isinstance(concept, dict):
+        return False
+    for coding in objects(concept.get("coding")):
+        if (_str(coding.get("system")), _str(coding.get("code"))) in table.codings:
+            return True
+    return _str(concept.get("text")) in table.texts
+
+
+def _evaluation_id(identifiers: Any, table: AssessmentTable) -> bool:
+    items = identifiers if isinstance(identifiers, list) else [identifiers]
+    return any(
+        isinstance(i, dict) and i.get("system") == table.evaluation_system and i.get("value") for i in items
+    )
+
+
+def _contained(owner: Node, ref: Any) -> dict[str, Any] | None:
+    text = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(text, str) or not text.startswith("#"):
+        return None
+    for res in objects(owner.resource.get("contained")):
+        if res.get("id") == text[1:]:
+            return res
+    return None
+
+
+def is_assessment(s: Situation, owner: Node, ref: Any, *, depth: int = 0) -> bool:
+    """IC-CC-5: does ``ref`` (a Reference of ``owner``) point to an assessment? A
+    QuestionnaireResponse, or an Observation / DiagnosticReport of an instrument of
+    ``mappings/assessments.yaml`` (or carrying a BelRAI evaluation id; a DiagnosticReport may also
+    hold such Observations as results). A reference outside the input counts when it says it is
+    a QuestionnaireResponse or names a BelRAI evaluation; any other reference is not enough."""
+    table = assessment_table()
+    node = s.resolve(ref)
+    res = node.resource if node is not None else _contained(owner, ref)
+    if res is None:
+        if not isinstance(ref, dict):
+            return False
+        text = ref.get("reference") if isinstance(ref.get("reference"), str) else ""
+        declared = ref.get("type")  # a resource type, or its StructureDefinition URL
+        if isinstance(declared, str):
+            rtype = declared.rsplit("/", 1)[-1]
+        else:
+            match = _REF_TYPE.search(text.split("/_history/")[0].rstrip("/"))
+            rtype = match.group(1) if match else None
+        return rtype == "QuestionnaireResponse" or _evaluation_id(ref.get("identifier"), table)
+    rtype = res.get("resourceType")
+    if res.get("status") in ("entered-in-error", "cancelled"):
+        return False
+    if rtype == "QuestionnaireResponse":
+        return True
+    if rtype not in ("Observation", "DiagnosticReport"):
+        return False
+    if _assessment_code(res.get("code"), table) or _evaluation_id(res.get("identifier"), table):
+        return True
+    if rtype == "DiagnosticReport" and depth == 0:
+        return any(is_assessment(s, node or owner, r, depth=1) for r in as_list(res.get("result")))
+    return False
+
+
 @rule("IC-CC-5")
 def plan_global_assessment(ctx: RuleContext) -> Iterator[Finding]:
     s = ctx.situation
     for ep in _remunerated(s):
-        if any(p.resource.get("supportingInfo") for p in ep.plans):
+        infos = [(p, ref) for p in ep.plans for ref in as_list(p.resource.get("supportingInfo"))]
+        if any(is_assessment(s, p, ref) for p, ref in infos):
             continue
         yield Finding(ep.plans[0].path if ep.plans else ep.node.path)
+
+
+def planned(task: Node) -> bool:
+    """A planned task: open (not yet done, cancelled or failed) and with a date
+    (``executionPeriod`` or ``restriction.period``)."""
+    return status_of(task) in OPEN_TASK and bool(task_dates(task))
 
 
 @rule("IC-CC-6")
 def planned_reassessment(ctx: RuleContext) -> Iterator[Finding]:
     s = ctx.situation
     for ep in _remunerated(s):
-        if not any(
-            "reassessment" in task_code(t) and t.resource.get("status") in OPEN_TASK for t in ep.tasks
-        ):
+        if not any("reassessment" in task_code(t) and planned(t) for t in ep.tasks):
             yield Finding(ep.node.path)
 
 
@@ -249,8 +419,9 @@ def _expressed_by_person(s: Situation, goal: Node, plan: Node) -> bool:
                 return True
     rel = {
         c.get("code")
-        for cc in node.resource.get("relationship") or ()
-        for c in (cc or {}).get("coding") or ()
+        for cc in as_list(node.resource.get("relationship"))
+        for c in objects(member(cc, "coding"))
+        if isinstance(c.get("code"), str)
     }
     return bool(rel & {"representative", "GUARD", "POWATT", "DPOWATT", "HPOWATT", "SPOWATT"})
 
@@ -259,7 +430,8 @@ def _expressed_by_person(s: Situation, goal: Node, plan: Node) -> bool:
 def life_goal(ctx: RuleContext) -> Iterator[Finding]:
     s = ctx.situation
     for plan in s.of("CarePlan"):
-        goals = [g for g in (s.resolve(r) for r in plan.resource.get("goal") or ()) if g and g.type == "Goal"]
+        targets = (s.resolve(r) for r in as_list(plan.resource.get("goal")))
+        goals = [g for g in targets if g and g.type == "Goal"]
         if not goals:
             continue  # no goal at all is IC-PLAN-1; goals outside the input cannot be judged
         if not any(
@@ -280,8 +452,9 @@ def task_owner(ctx: RuleContext) -> Iterator[Finding]:
                 continue
             seen.add(task.index)
             res = task.resource
-            if res.get("status") not in CLOSED_TASK and not res.get("owner"):
-                label = next(iter(sorted(task_code(task))), None) or f"Task/{res.get('id', task.index)}"
+            if status_of(task) not in CLOSED_TASK and not res.get("owner"):
+                rid = _str(res.get("id")) or task.index
+                label = next(iter(sorted(task_code(task))), None) or f"Task/{rid}"
                 yield Finding(task.path, params={"task": label})
 
 
@@ -307,7 +480,7 @@ def case_manager_outside_team(ctx: RuleContext) -> Iterator[Finding]:
 
 @rule("IC-CM-2")
 def case_management_consent(ctx: RuleContext) -> Iterator[Finding]:
-    return _without_consent(ctx.situation, _cm(ctx.situation), "case-management")
+    return _without_consent(ctx, _cm(ctx.situation), "case-management")
 
 
 def _evaluation_tasks(ep: Episode) -> list[Node]:
@@ -320,7 +493,7 @@ def case_management_time_limited(ctx: RuleContext) -> Iterator[Finding]:
         if ep.end is not None:
             continue
         if any(
-            t.resource.get("status") not in CLOSED_TASK | {"failed"} and task_dates(t)
+            status_of(t) not in CLOSED_TASK | {"failed"} and task_dates(t)
             for t in _evaluation_tasks(ep)
         ):
             continue
@@ -347,7 +520,7 @@ def case_management_follow_up(ctx: RuleContext) -> Iterator[Finding]:
         offsets = [
             (d - ep.end).days
             for t in ep.tasks
-            if "follow-up" in task_code(t) and t.resource.get("status") not in CLOSED_TASK
+            if "follow-up" in task_code(t) and status_of(t) not in CLOSED_TASK
             for d in task_dates(t)
         ]
         for months, low, high in FOLLOW_UP_WINDOWS:
@@ -482,14 +655,14 @@ def one_active_case_manager(ctx: RuleContext) -> Iterator[Finding]:
 def episode_key(s: Situation, ep: Episode) -> str:
     """A stable name of an episode across submissions: its identifier, else Type/id, else fullUrl."""
     res = ep.node.resource
-    for ident in res.get("identifier") or ():
-        if isinstance(ident, dict) and ident.get("value"):
+    for ident in objects(res.get("identifier")):
+        if _str(ident.get("value")):
             return f"{ident.get('system', '')}|{ident['value']}"
-    if res.get("id"):
+    if _str(res.get("id")):
         return f"EpisodeOfCare/{res['id']}"
     if s.is_bundle:
-        entry = (s.root.get("entry") or [])[ep.node.index]
-        if isinstance(entry, dict) and entry.get("fullUrl"):
+        entry = as_list(s.root.get("entry"))[ep.node.index]
+        if isinstance(entry, dict) and _str(entry.get("fullUrl")):
             return str(entry["fullUrl"])
     return f"EpisodeOfCare#{ep.node.index}"
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.fhirio.shapes import as_list, member
 from adapter.rules import checks
 from adapter.rules.catalog import LANGS, Catalog, CatalogError, Rule, load_catalog
-from adapter.rules.checks import Finding, RuleContext
+from adapter.rules.checks import Finding, RegistryUnavailable, RuleContext
 from adapter.rules.situation import BECARE, EPISODE_TYPE, Node, Situation, codes, resolve_region
 from adapter.validation.issues import Issue
+
+log = logging.getLogger("becare.rules")
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,39 @@ def compile_catalog(catalog: Catalog) -> tuple[tuple[Rule, Compiled], ...]:
 
 def in_scope(situation: Situation) -> bool:
     """The rulebook judges our content only: it claims a becare profile or has a becare episode."""
-    root_profiles = (situation.root.get("meta") or {}).get("profile") or ()
+    root_profiles = as_list(member(situation.root.get("meta"), "profile"))
     if any(isinstance(p, str) and p.startswith(BECARE) for p in root_profiles):
         return True
     for node in situation.nodes:
-        profiles = (node.resource.get("meta") or {}).get("profile") or ()
+        profiles = as_list(member(node.resource.get("meta"), "profile"))
         if any(isinstance(p, str) and p.startswith(BECARE) for p in profiles):
             return True
     return any(codes(ep.node.resource.get("type") or [], EPISODE_TYPE) for ep in situation.episodes)
+
+
+RULE_FAILED = "becare-rule-failed"
+_RULE_FAILED_EN = (
+    "Internal error: rule {rule} could not be evaluated ({error}). This is a fault in becare, not in "
+    "the data, but the input cannot count as checked until it is fixed."
+)
+
+
+def rule_failed(rule_id: str, exc: BaseException, situation: Situation, cat: Catalog, lang: str) -> Issue:
+    """The error issue of a rule that raised: code ``exception``, naming the rule."""
+    params = {"rule": rule_id, "error": type(exc).__name__}
+    if "rule-failed" in cat.notices:
+        text = cat.notice("rule-failed", lang, params)
+    else:  # a catalog without the notice (tests build their own)
+        text = _RULE_FAILED_EN.format_map(params)
+    return Issue(
+        severity="error",
+        code="exception",
+        expression=situation.nodes[0].path if situation.nodes else "",
+        message=text,
+        source="rulebook",
+        rule=rule_id,
+        message_id=RULE_FAILED,
+    )
 
 
 def normalize_lang(lang: str | None) -> str:
@@ -135,18 +164,13 @@ def check_rulebook(
             continue
         try:
             findings = list(run(ctx))
-        except Exception as exc:  # a rule bug must not turn into a traceback for the user
-            issues.append(
-                Issue(
-                    severity="warning",
-                    code="exception",
-                    expression=situation.nodes[0].path if situation.nodes else "",
-                    message=f"rule {rule.id} could not be evaluated on this input ({type(exc).__name__})",
-                    source="rulebook",
-                    rule=rule.id,
-                    message_id="becare-rule-failed",
-                )
-            )
+        except RegistryUnavailable:
+            raise  # the input cannot be judged now: not a rule failure, not a pass either
+        except Exception as exc:
+            # A rule that cannot run has not checked anything: fail closed, with an error that
+            # says it is becare's fault, never a warning that lets the input pass.
+            log.debug("rule %s raised on this input", rule.id, exc_info=True)
+            issues.append(rule_failed(rule.id, exc, situation, cat, lang))
             continue
         for f in findings:
             sev = rule.variant_severity.get(f.variant, severity)

@@ -7,7 +7,7 @@ errors show up (a swapped pair of digits keeps the length), so the rulebook chec
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 CORE_NS = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/"
 LEGACY_NS = "https://www.ehealth.fgov.be/standards/fhir/NamingSystem/"
@@ -31,9 +31,10 @@ Verdict = Literal["ok", "invalid", "nihdi-8"]
 _DIGITS = re.compile(r"\d+")
 
 
-def classify_system(system: str | None) -> tuple[IdKind, bool] | None:
-    """Return (kind, legacy) for a Belgian identifier system we check, else None."""
-    if not system:
+def classify_system(system: Any) -> tuple[IdKind, bool] | None:
+    """Return (kind, legacy) for a Belgian identifier system we check, else None (also for a
+    system that is not a string: the structure checker reports that)."""
+    if not isinstance(system, str) or not system:
         return None
     for prefix, legacy in ((CORE_NS, False), (LEGACY_NS, True)):
         if system.startswith(prefix):

@@ -16,6 +16,7 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapter.fhirio.shapes import as_dict, as_list, member, objects, text
 from adapter.rules.catalog import Catalog, load_catalog
 from adapter.rules.identifiers import classify_system
 
@@ -96,14 +97,14 @@ class Episode:
 
 
 def codes(concepts: Any, system: str) -> set[str]:
-    """Codes of ``system`` in a CodeableConcept or a list of them."""
+    """Codes of ``system`` in a CodeableConcept or a list of them (of the right shape only)."""
     out: set[str] = set()
     items = concepts if isinstance(concepts, list) else [concepts]
     for cc in items:
-        if isinstance(cc, dict):
-            for coding in cc.get("coding") or ():
-                if isinstance(coding, dict) and coding.get("system") == system and coding.get("code"):
-                    out.add(str(coding["code"]))
+        for coding in objects(member(cc, "coding")):
+            code = coding.get("code")
+            if coding.get("system") == system and isinstance(code, str) and code:
+                out.add(code)
     return out
 
 
@@ -118,6 +119,18 @@ def parse_date(value: Any) -> dt.date | None:
         return dt.date(year, month, day)
     except ValueError:
         return None
+
+
+def parse_end_date(value: Any) -> dt.date | None:
+    """The last day a FHIR date or dateTime used as a period end covers: ``2025`` runs to
+    31 December, ``2025-06`` to 30 June."""
+    first = parse_date(value)
+    if first is None or len(value) >= 10:
+        return first
+    if len(value) < 7:
+        return dt.date(first.year, 12, 31)
+    following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return following - dt.timedelta(days=1)
 
 
 def overlaps(
@@ -145,9 +158,9 @@ class Situation:
         self.nodes: list[Node] = []
         self._keys: dict[str, Node] = {}
         if self.is_bundle:
-            for i, entry in enumerate(root.get("entry") or ()):
-                res = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(res, dict) and res.get("resourceType"):
+            for i, entry in enumerate(as_list(root.get("entry"))):
+                res = member(entry, "resource")
+                if isinstance(res, dict) and text(res.get("resourceType")):
                     self._add(Node(res, f"Bundle.entry[{i}].resource", i), entry.get("fullUrl"))
         else:
             self._add(Node(root, str(root.get("resourceType", "")), 0), None)
@@ -231,7 +244,7 @@ class Situation:
         if node.type == "PractitionerRole" and res.get("practitioner"):
             key = self.person_key(res["practitioner"])
         if key is None:
-            for ident in res.get("identifier") or ():
+            for ident in as_list(res.get("identifier")):
                 key = _identifier_key(ident)
                 if key:
                     break
@@ -248,7 +261,7 @@ class Situation:
         key = self.node_person_key(node)
         if key.startswith("nihdi:"):
             return key
-        rid = node.resource.get("id")
+        rid = text(node.resource.get("id"))
         return f"{node.type}/{rid}" if rid else f"{node.type}#{node.index}"
 
     # --- care teams ----------------------------------------------------------------------
@@ -256,7 +269,7 @@ class Situation:
         out: dict[int, list[Participant]] = {}
         for team in self.of("CareTeam"):
             items = []
-            for i, part in enumerate(team.resource.get("participant") or ()):
+            for i, part in enumerate(as_list(team.resource.get("participant"))):
                 if not isinstance(part, dict):
                     continue
                 member = part.get("member")
@@ -287,12 +300,12 @@ class Situation:
         kind = next(iter(sorted(kinds)), None)
         patient = self.resolve(res.get("patient"))
         cm_ref = res.get("careManager")
-        period = res.get("period") or {}
-        teams = [t for t in (self.resolve(r) for r in res.get("team") or ()) if t and t.type == "CareTeam"]
+        period = as_dict(res.get("period"))
+        teams = [t for t in (self.resolve(r) for r in as_list(res.get("team"))) if t and t.type == "CareTeam"]
         return Episode(
             node=node,
             kind=kind,
-            status=str(res.get("status", "")),
+            status=text(res.get("status")) or "",
             patient=patient,
             patient_key=self.person_key(res.get("patient")),
             care_manager=self.resolve(cm_ref),
@@ -307,7 +320,7 @@ class Situation:
         episodes of its subject); a Task to the episodes it is basedOn directly or through a
         plan, or listed in a plan's activity; an unlinked Task to the episodes of its ``for``."""
         for plan in self.of("CarePlan"):
-            team_keys = {self.ref_key(r) for r in plan.resource.get("careTeam") or ()}
+            team_keys = {self.ref_key(r) for r in as_list(plan.resource.get("careTeam"))}
             subject = self.person_key(plan.resource.get("subject"))
             for ep in episodes:
                 ep_teams = {f"node:{t.index}" for t in ep.teams}
@@ -318,7 +331,7 @@ class Situation:
         }
         for task in self.of("Task"):
             linked: list[Episode] = []
-            based = {self.ref_key(r) for r in task.resource.get("basedOn") or ()}
+            based = {self.ref_key(r) for r in as_list(task.resource.get("basedOn"))}
             for ep in episodes:
                 keys = {f"node:{ep.node.index}"} | {f"node:{p.index}" for p in ep.plans}
                 in_activity = any(task.index in activity[p.index] for p in ep.plans)
@@ -333,25 +346,30 @@ class Situation:
     def plan_tasks(self, plan: Node, *, activity_only: bool = False) -> list[Node]:
         """Tasks of a plan: in ``activity.reference``, or (unless activity_only) basedOn the plan."""
         out: list[Node] = []
-        for act in plan.resource.get("activity") or ():
-            node = self.resolve((act or {}).get("reference"))
+        for act in as_list(plan.resource.get("activity")):
+            node = self.resolve(member(act, "reference"))
             if node is not None and node.type == "Task" and node not in out:
                 out.append(node)
         if not activity_only:
             me = f"node:{plan.index}"
             for task in self.of("Task"):
-                if task not in out and any(self.ref_key(r) == me for r in task.resource.get("basedOn") or ()):
+                based = as_list(task.resource.get("basedOn"))
+                if task not in out and any(self.ref_key(r) == me for r in based):
                     out.append(task)
         return out
 
     def consents_of(self, patient_key: str | None, category: str) -> Iterator[Node]:
+        """The active consents of ``category`` whose ``Consent.patient`` is that person. An
+        unknown person (``None``) has none: another person's consent never stands in for theirs."""
+        if patient_key is None:
+            return
         for node in self.of("Consent"):
             res = node.resource
             if res.get("status") != "active" or category not in codes(
                 res.get("category") or [], CONSENT_CATEGORY
             ):
                 continue
-            if patient_key is None or self.person_key(res.get("patient")) == patient_key:
+            if self.person_key(res.get("patient")) == patient_key:
                 yield node
 
     def teams_of_person(self, patient_key: str | None) -> list[Node]:
@@ -386,7 +404,7 @@ class Situation:
     def region_extension(self, known: Container[str]) -> str | None:
         """The first ``ext-region`` code of an episode that is one of ``known`` regions."""
         for ep in self._bare_episodes:
-            for ext in ep.node.resource.get("extension") or ():
+            for ext in as_list(ep.node.resource.get("extension")):
                 if not isinstance(ext, dict) or ext.get("url") != EXT_REGION:
                     continue
                 coding = ext.get("valueCoding")
@@ -402,7 +420,7 @@ class Situation:
         addresses abroad (an explicit non-Belgian country) are not where the person lives."""
         addresses = [
             a
-            for a in (self.person.resource.get("address") or () if self.person else ())
+            for a in (as_list(self.person.resource.get("address")) if self.person else ())
             if isinstance(a, dict) and a.get("use") != "old"
         ]
         addresses.sort(key=lambda a: 0 if a.get("use") == "home" else 1)
@@ -416,7 +434,7 @@ class Situation:
     def ssin_of(self, node: Node | None) -> str | None:
         if node is None:
             return None
-        for ident in node.resource.get("identifier") or ():
+        for ident in as_list(node.resource.get("identifier")):
             kind = classify_system(ident.get("system")) if isinstance(ident, dict) else None
             if kind and kind[0] == "ssin" and isinstance(ident.get("value"), str):
                 return ident["value"]
@@ -461,6 +479,11 @@ def _identifier_key(ident: Any) -> str | None:
     return None
 
 
+def status_of(node: Node) -> str | None:
+    """The ``status`` code of a resource, or None when absent or not a string."""
+    return text(node.resource.get("status"))
+
+
 def task_code(task: Node) -> set[str]:
     return codes(task.resource.get("code"), TASK_TYPE)
 
@@ -468,7 +491,7 @@ def task_code(task: Node) -> set[str]:
 def task_dates(task: Node) -> list[dt.date]:
     res = task.resource
     out = []
-    for period in (res.get("executionPeriod"), (res.get("restriction") or {}).get("period")):
+    for period in (res.get("executionPeriod"), member(res.get("restriction"), "period")):
         if isinstance(period, dict):
             for key in ("start", "end"):
                 d = parse_date(period.get(key))

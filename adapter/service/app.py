@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapter.fhirio.errors import ParseError
+from adapter.rules.checks import RegistryUnavailable
 from adapter.service import negotiation as neg
 from adapter.service.audit import AuditStore, AuditWriter, MemoryAuditStore
 from adapter.service.capability import capability_statement
@@ -278,7 +279,7 @@ def create_app(
 
         return ValidationOptions(
             region=call.region, lang=call.neg.lang,
-            registry=state.registry if with_registry else None,
+            registry=state.registry if with_registry else None, today=call.today,
         )
 
     def _validator() -> Any:
@@ -329,6 +330,30 @@ def create_app(
         _lang, fmt = _lang_fmt(request)
         return render(exc.outcome, fmt, exc.status)
 
+    @app.exception_handler(RegistryUnavailable)
+    async def _registry_down(request: Request, exc: RegistryUnavailable) -> Response:
+        # IC-ONE-1/2 cannot be judged and the roles cannot be claimed: nothing is accepted or
+        # passed without them; the client retries once the registry is back
+        log.error("episode registry unavailable: %s", exc)
+        lang, fmt = _lang_fmt(request)
+        err = ServiceError(503, "unavailable", code="transient", value="episode registry",
+                           headers={"Retry-After": "30"})
+        return render(err.outcome(lang), fmt, 503, err.headers)
+
+    def _internal_failure(report: Any, call: Call, what: str | None) -> None:
+        """A check becare could not run (a rule or an invariant that raised) means the input was
+        not checked: POST /fhir answers 500 with a reference id, never 202 (nor 422: the data
+        may be fine). $validate shows the ``exception`` issue instead."""
+        failed = [i for i in report.issues if i.is_error and i.code == "exception"]
+        if not failed:
+            return
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal validation failure, reference %s: %s", ref,
+                  "; ".join(f"{i.rule or i.message_id}: {i.message[:300]}" for i in failed))
+        state.audit.record("accept", who=call.principal.id, what=what, outcome="failure",
+                           detail=f"internal error, reference {ref}", sync=True)
+        raise ServiceError(500, "internal", code="exception", value=ref)
+
     # -- endpoints -------------------------------------------------------------------------------------
     async def validate_endpoint(request: Request, call: Call = VALIDATE) -> Response:
         report = await _validate(request, call, unwrap=True, with_registry=True)
@@ -349,10 +374,12 @@ def create_app(
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         if rtype != "Bundle":
             raise ServiceError(400, "not-a-bundle", code="not-supported", value=str(rtype)[:60])
+        _internal_failure(report, call, _what(resource))
         if not report.has_errors:
             # claim the person's coordinator / case-manager roles atomically: a concurrent
             # submission may have taken one since this bundle was validated
             report = await run_in_threadpool(_claim, resource, call) or report
+            _internal_failure(report, call, _what(resource))
         if report.has_errors:
             state.audit.record("accept", who=call.principal.id, what=_what(resource), outcome="rejected",
                                detail="validation errors", sync=True)
@@ -398,21 +425,19 @@ def create_app(
         per-person lock, storing nothing if they collide (IC-ONE-1/2 across concurrent callers).
         On a collision the bundle is validated again, now against the registry that holds the
         other episode, and that report (with the rule's own message) is returned; None means
-        go ahead. A registry that cannot be reached does not block acceptance: IC-ONE-1/2 were
-        already judged at validation time, and nothing accepted may be lost."""
+        go ahead. A registry that cannot be reached blocks acceptance (``RegistryUnavailable``,
+        503): accepting a bundle whose roles were not recorded would let the next submission
+        for the same person pass IC-ONE-1/2 unseen."""
         if state.registry is None:
             return None
         who = call.principal.id
-        try:
-            recorded = state.registry.record(bundle, source=who, exclusive=True)
-            if not getattr(recorded, "conflicts", ()):
-                return None
-            report = _validator().validate(bundle, _options(call, with_registry=True))
-            if report.has_errors:
-                return report
-            state.registry.record(bundle, source=who)  # the rule is not an error in this region
-        except Exception:
-            log.exception("episode registry update failed")  # no identifiers in the message
+        recorded = state.registry.record(bundle, source=who, exclusive=True)
+        if not getattr(recorded, "conflicts", ()):
+            return None
+        report = _validator().validate(bundle, _options(call, with_registry=True))
+        if report.has_errors:
+            return report
+        state.registry.record(bundle, source=who)  # the rule is not an error in this region
         return None
 
     def _route(bundle: dict[str, Any], region: str | None, destination: str | None) -> Any:

@@ -4,6 +4,7 @@ rate limit, region. Module-level so FastAPI can resolve them; the app's state co
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class Call:
     principal: Principal
     neg: neg.Negotiated
     region: str | None
+    today: dt.date | None = None  # ``today`` parameter of $validate: the date the rules judge against
 
 
 def client_ip(request: Request, config: ServiceConfig) -> str:
@@ -87,9 +89,23 @@ def requires(scope_name: str, *, body: bool = False) -> Callable[[Request], Call
         region = request.query_params.get("region")
         if region is not None and region not in neg.REGIONS:
             raise ServiceError(400, "bad-region", code="value", value=region[:40])
-        return Call(principal, negotiated, region)
+        return Call(principal, negotiated, region, _today(request, scope_name))
 
     return dependency
+
+
+def _today(request: Request, scope_name: str) -> dt.date | None:
+    """The ``today`` parameter (YYYY-MM-DD): reproducible validations for tests and CI. Only
+    validation takes it: what is accepted for forwarding is judged on the service's own date."""
+    value = request.query_params.get("today")
+    if value is None:
+        return None
+    try:
+        if scope_name != "validate" or len(value) != 10:
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ServiceError(400, "bad-today", code="value", value=value[:40]) from None
 
 
 def _negotiate_get(request: Request) -> neg.Negotiated:

@@ -52,6 +52,12 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "nl": "Onbekende regio {value}: gebruik flanders, wallonia, brussels of german-speaking.",
         "de": "Unbekannte Region {value}: verwenden Sie flanders, wallonia, brussels oder german-speaking.",
     },
+    "bad-today": {
+        "en": "Invalid today {value}: use a date YYYY-MM-DD, on $validate only.",
+        "fr": "Paramètre today invalide {value} : utilisez une date AAAA-MM-JJ, sur $validate uniquement.",
+        "nl": "Ongeldige today {value}: gebruik een datum JJJJ-MM-DD, alleen bij $validate.",
+        "de": "Ungültiges today {value}: verwenden Sie ein Datum JJJJ-MM-TT, nur bei $validate.",
+    },
     "bad-parameters": {
         "en": "The Parameters resource must carry the content to validate in a 'resource' parameter.",
         "fr": "La ressource Parameters doit contenir le contenu à valider dans un paramètre 'resource'.",

@@ -6,6 +6,7 @@ module rather than through arguments every test would have to thread along.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
 
 REGIONS = ("flanders", "wallonia", "brussels", "german-speaking")
@@ -17,20 +18,32 @@ class Defaults:
     region: str | None = None  # None: the bundle's ext-region or the person's postal code decides
     lang: str = "en"
     allow: tuple[str, ...] = ()  # rule ids, issue codes or message ids tolerated everywhere
+    today: dt.date | None = None  # the date rules judge "active" and "planned" against (None: today)
 
 
 current = Defaults()
 
 
-def configure(*, region: str | None, lang: str | None, allow: tuple[str, ...] = ()) -> None:
+def configure(
+    *, region: str | None, lang: str | None, allow: tuple[str, ...] = (), today: str | None = None
+) -> None:
     """Validate and install the defaults; a bad value is a usage error, reported before any test runs."""
     if region is not None and region not in REGIONS:
         raise ValueError(f"unknown region {region!r} (one of: {', '.join(REGIONS)})")
     if lang is not None and lang not in LANGS:
         raise ValueError(f"unknown language {lang!r} (one of: {', '.join(LANGS)})")
+    day = None
+    if today:
+        try:
+            if len(today) != 10:
+                raise ValueError(today)
+            day = dt.date.fromisoformat(today)
+        except ValueError:
+            raise ValueError(f"not a date YYYY-MM-DD: today {today!r}") from None
     current.region = region
     current.lang = lang or "en"
     current.allow = tuple(allow)
+    current.today = day
 
 
 def snapshot() -> Defaults:
@@ -39,3 +52,4 @@ def snapshot() -> Defaults:
 
 def restore(saved: Defaults) -> None:
     current.region, current.lang, current.allow = saved.region, saved.lang, saved.allow
+    current.today = saved.today

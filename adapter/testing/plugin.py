@@ -4,14 +4,15 @@ pytest imports this module for every test run wherever becare is installed, so a
 touches only pytest and the light helpers; the validator, the service and the mock hub are
 imported inside the fixtures that need them.
 
-Offers: fixtures ``becare_validator``, ``becare_options``, ``becare_service``, ``mock_hub``;
-options ``--becare-region`` / ``--becare-lang``; ini ``becare_region``, ``becare_lang``,
-``becare_allow``, ``becare_validate_paths``. ``assert_valid`` and friends live in
-``adapter.testing``.
+Offers: fixtures ``becare_validator``, ``becare_options``, ``becare_today``, ``becare_service``,
+``mock_hub``; options ``--becare-region`` / ``--becare-lang`` / ``--becare-today``; ini
+``becare_region``, ``becare_lang``, ``becare_today``, ``becare_allow``, ``becare_validate_paths``.
+``assert_valid`` and friends live in ``adapter.testing``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +42,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="language of validation messages (default: en)",
     )
+    group.addoption(
+        "--becare-today",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help='the date rules judge "active" and "planned" against (default: the current date)',
+    )
     parser.addini("becare_region", "default region for the interfederal rulebook", default=None)
+    parser.addini("becare_today", "validation date YYYY-MM-DD, for reproducible runs", default=None)
     parser.addini("becare_lang", "language of validation messages (en, fr, nl, de)", default=None)
     parser.addini(
         "becare_allow", "rule ids / issue codes tolerated by every becare check", type="linelist", default=[]
@@ -62,7 +70,12 @@ def pytest_configure(config: pytest.Config) -> None:
     region = config.getoption("becare_region") or config.getini("becare_region") or None
     lang = config.getoption("becare_lang") or config.getini("becare_lang") or None
     try:
-        defaults.configure(region=region, lang=lang, allow=tuple(config.getini("becare_allow")))
+        defaults.configure(
+            region=region,
+            lang=lang,
+            allow=tuple(config.getini("becare_allow")),
+            today=config.getoption("becare_today") or config.getini("becare_today") or None,
+        )
     except ValueError as exc:
         raise pytest.UsageError(f"becare: {exc}") from None
 
@@ -77,9 +90,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     current = defaults.current
-    if current.region is None and current.lang == "en" and not config.getini("becare_validate_paths"):
+    if (
+        current.region is None
+        and current.lang == "en"
+        and current.today is None
+        and not config.getini("becare_validate_paths")
+    ):
         return None
-    return f"becare: region={current.region or 'from bundle'} lang={current.lang}"
+    today = f" today={current.today.isoformat()}" if current.today else ""
+    return f"becare: region={current.region or 'from bundle'} lang={current.lang}{today}"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -108,6 +127,12 @@ def becare_options() -> ValidationOptions:
     from adapter.testing.validating import options
 
     return options()
+
+
+@pytest.fixture(scope="session")
+def becare_today() -> dt.date:
+    """The validation date: ``--becare-today`` / ini ``becare_today``, else the current date."""
+    return defaults.current.today or dt.date.today()
 
 
 @pytest.fixture(scope="session")

@@ -166,7 +166,13 @@ class BecareService:
 
     # -- requests ------------------------------------------------------------------------------------
     def _send(
-        self, path: str, body: Any, region: str | None, lang: str | None, headers: dict[str, str]
+        self,
+        path: str,
+        body: Any,
+        region: str | None,
+        lang: str | None,
+        headers: dict[str, str],
+        today: Any = None,
     ) -> httpx.Response:
         content, ctype = _body(body)
         hdrs = {
@@ -175,8 +181,8 @@ class BecareService:
             **({"Accept-Language": lang} if lang else {}),
             **headers,
         }
-        params = {"region": region} if region else None
-        return self.client.post(path, content=content, headers=hdrs, params=params)
+        params = ({"region": region} if region else {}) | ({"today": str(today)} if today else {})
+        return self.client.post(path, content=content, headers=hdrs, params=params or None)
 
     def submit(
         self,
@@ -196,9 +202,14 @@ class BecareService:
         region: str | None = None,
         lang: str | None = None,
         headers: dict[str, str] | None = None,
+        today: Any = None,
     ) -> httpx.Response:
-        """``POST /fhir/$validate``: 200 with an OperationOutcome, valid or not."""
-        return self._send("/fhir/$validate", body, region, lang, headers or {})
+        """``POST /fhir/$validate``: 200 with an OperationOutcome, valid or not. ``today`` (a date
+        or ``YYYY-MM-DD``; default ``--becare-today``) is the date the rules judge against."""
+        from adapter.testing import defaults
+
+        day = today or defaults.current.today
+        return self._send("/fhir/$validate", body, region, lang, headers or {}, day)
 
     def delivery(self, delivery_id: str) -> dict[str, Any]:
         resp = self.client.get(f"/deliveries/{delivery_id}")

@@ -34,13 +34,15 @@ def shared_validator() -> Validator:
 def options(
     *, region: str | None = None, lang: str | None = None, profiles: tuple[str, ...] = ()
 ) -> ValidationOptions:
-    """ValidationOptions with the run-wide defaults (``--becare-region``/``--becare-lang``) filled in."""
+    """ValidationOptions with the run-wide defaults (``--becare-region``/``--becare-lang``/
+    ``--becare-today``) filled in."""
     from adapter.validation.api import ValidationOptions
 
     return ValidationOptions(
         region=region or defaults.current.region,
         lang=lang or defaults.current.lang,
         profiles=tuple(profiles),
+        today=defaults.current.today,
     )
 
 
