@@ -5,16 +5,19 @@
 2. Linearity: a 1,000- and a 10,000-entry bundle (10x entries; target at most 12x time).
 3. First validation after start (fresh process) and resident memory.
 
-Run: ``.venv/bin/python -m bench.bench_validate``
+Run: ``.venv/bin/python -m bench.bench_validate [--repeat 41] [--quick]`` (``--quick``: a smoke
+run with few repeats and smaller bundles, whose figures mean nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,7 +72,14 @@ def scaled(bundle: dict, n: int) -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=41, help="runs of each function (best of N)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 repeats, 100/1,000 entries")
+    args = parser.parse_args(argv)
+    repeat = 3 if args.quick else args.repeat
+    small_n, large_n = (100, 1000) if args.quick else (1000, 10000)
+    print(time.strftime("%Y-%m-%d"))
     from adapter.validation.api import ValidationOptions
     from adapter.validation.engine import Validator
 
@@ -93,11 +103,12 @@ def main() -> None:
             fhir_resources_parse,
             lambda: v.validate(json.loads(text), off),
             lambda: v.validate(json.loads(text), on),
-        ]
+        ],
+        repeat,
     )
     print(
         f"care bundle {CARE_BUNDLE.name} ({len(bundle['entry'])} entries, {len(text) // 1024} KB); "
-        "best-of-41 CPU time, runs interleaved"
+        f"best-of-{repeat} CPU time, runs interleaved"
     )
     print(f"  fhir.resources R4B parse        {t_fr * 1000:8.2f} ms")
     print(
@@ -106,12 +117,12 @@ def main() -> None:
     )
     print(f"  becare full validation + rules  {t_on * 1000:8.2f} ms   rulebook cost {t_on / t_off:5.2f}x")
 
-    small, large = scaled(bundle, 1000), scaled(bundle, 10000)
+    small, large = scaled(bundle, small_n), scaled(bundle, large_n)
     # both sizes measured alike (best of 3, interleaved): one run of the large one alone swung
     # from 11x to 16x between runs of the same code
     t_small, t_large = interleaved([lambda: v.validate(small, off), lambda: v.validate(large, off)], 3)
     print(
-        f"linearity: 1,000 entries {t_small:6.2f} s, 10,000 entries {t_large:6.2f} s, "
+        f"linearity: {small_n:,} entries {t_small:6.2f} s, {large_n:,} entries {t_large:6.2f} s, "
         f"ratio {t_large / t_small:5.2f}x (target <= 12x)"
     )
 
@@ -122,19 +133,19 @@ def main() -> None:
         "import json,sys;b=json.load(open(sys.argv[1]));Validator().validate(b, ValidationOptions());"
         "import resource;print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    sample = ROOT / "bench" / ".bench-bundle.json"
-    sample.write_text(text)
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(sample)], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    sample.unlink()
+    with tempfile.TemporaryDirectory(prefix="becare-bench-") as tmp:
+        sample = Path(tmp) / "bundle.json"
+        sample.write_text(text)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(sample)], capture_output=True, text=True, check=True, cwd=ROOT
+        )
     first, rss_kb = out.stdout.split()
     print(
         f"first validation after start (fresh process): {float(first):.2f} s (target < 2 s); "
         f"peak RSS {int(rss_kb) / 1024:.0f} MB (target < 300 MB)"
     )
     print(
-        "this process peak RSS (incl. 10,000-entry bundle): "
+        f"this process peak RSS (incl. the {large_n:,}-entry bundle): "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )
 

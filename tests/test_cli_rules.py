@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-import adapter.rules.explainer as explain_mod
+import adapter.explainer as explain_mod
 from adapter import datafiles
 from adapter.cli.main import main
+from adapter.explainer import breaking_sample, explanation, render_text
 from adapter.registry import EpisodeRegistry
 from adapter.rules import check_rulebook, load_catalog
-from adapter.rules.explainer import breaking_sample, explanation, render_text
 from adapter.validation.issues import Issue
 
 
@@ -49,7 +49,7 @@ SAMPLES = REPO / "samples"
 
 
 def _rulebook_issue(sample: dict[str, Any], rule_id: str, lang: str) -> Issue:
-    """What the validator says on the sample, computed here independently of adapter.rules.explainer."""
+    """What the validator says on the sample, computed here independently of adapter.explainer."""
     registry = EpisodeRegistry("sqlite://", salt="test-salt")
     for prior in sample.get("registry") or ():
         registry.record(json.loads((SAMPLES / prior).read_text(encoding="utf-8")))

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.forwarding.mockhub import MockHub
+from adapter.testing.mockhub import MockHub
 from tests.test_service_fakes import bundle
 
 pytestmark = pytest.mark.slow

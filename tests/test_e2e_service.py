@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from adapter.fhirio import to_xml
-from adapter.forwarding.mockhub import MockHub
+from adapter.testing.mockhub import MockHub
 from tests.test_service_fakes import bundle
 
 pytestmark = pytest.mark.slow

@@ -29,11 +29,11 @@ import pytest
 
 from adapter.forwarding import Forwarder, build_forwarding
 from adapter.forwarding.destinations import DeliveryResult, FhirRestDestination, MhdDestination
-from adapter.forwarding.mockhub import Fault, MockHub
 from adapter.forwarding.routing import RouteDecision
 from adapter.forwarding.settings import ConfigError, DestinationConfig, settings_from_dict
 from adapter.outbox import Outbox, idempotency_key
 from adapter.testing.hub import HubHandle
+from adapter.testing.mockhub import Fault, MockHub
 from tests import conftest_pg
 
 pg_url = conftest_pg.pg_url  # the throwaway PostgreSQL server fixtures

@@ -15,9 +15,9 @@ import pytest
 
 from adapter.cli.outbox import main as outbox_cli
 from adapter.forwarding import build_forwarding
-from adapter.forwarding.mockhub import Fault, MockHub
 from adapter.forwarding.settings import settings_from_dict
 from adapter.outbox import Outbox, idempotency_key
+from adapter.testing.mockhub import Fault, MockHub
 
 ROOT = Path(__file__).resolve().parent.parent
 SSIN_SYSTEM = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"

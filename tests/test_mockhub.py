@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from adapter.forwarding.mockhub import Fault, MockHub
+from adapter.testing.mockhub import Fault, MockHub
 
 BUNDLE = {"resourceType": "Bundle", "type": "transaction",
           "entry": [{"resource": {"resourceType": "Patient"},

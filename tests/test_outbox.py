@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from adapter.database import is_memory_sqlite, normalise_url
 from adapter.forwarding.routing import RouteDecision
+from adapter.forwarding.settings import OutboxConfig
 from adapter.outbox import Outbox, OutboxError, idempotency_key, mask, mask_ssin
 from adapter.outbox.keys import canonical_json
+from adapter.outbox.masking import mask_audit
 
 SSIN = "85073003328"
 
@@ -339,10 +342,31 @@ def test_bad_database_urls_give_clear_errors(tmp_path: Path) -> None:
         Outbox("nosuchdb://x")
     with pytest.raises(OutboxError):
         Outbox(f"sqlite:///{tmp_path}/o.db", sqlite_synchronous="SOMETIMES")
+    for empty in ("", "   "):
+        with pytest.raises(OutboxError, match="empty") as err:
+            Outbox(empty)
+        assert err.value.code == "config"
+
+
+def test_database_urls_read_one_way_by_every_part() -> None:
+    """Outbox, registry and the delivery-process choice read a URL the same way."""
+    assert normalise_url("becare.db") == "sqlite:///becare.db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite://") == "sqlite://"
+    assert is_memory_sqlite("sqlite://") and is_memory_sqlite(":memory:")
+    assert not is_memory_sqlite("becare.db") and not is_memory_sqlite("postgres://u@h/db")
+    # a bare path (accepted by the outbox) used to crash the choice of `becare serve`
+    assert OutboxConfig(workers=1, process=None).delivery_process("sqlite://") is False
+    OutboxConfig(workers=1, process=None).delivery_process("becare.db")
 
 
 def test_masking() -> None:
     assert mask(f"id {SSIN} and 85.07.30-033.28") == "id *********** and ***********"
     assert mask('{"family": "Peeters", "given": ["An"]}') == '{"family": "***", "given": "***"}'
     assert mask("x" * 500, limit=10) == "x" * 9 + "…"
+    assert mask("85.07.30.033.28") == "***********"  # dotted throughout, as the log filter reads it
+    assert mask_audit(None, "", "") == (None, "", "")
+    who, what, detail = mask_audit("c" * 300, f"Patient?identifier={SSIN}", "d" * 400)
+    assert (len(who), what, len(detail)) == (200, "Patient?identifier=***********", 300)
     assert mask_ssin(SSIN) == "*********28"

@@ -143,6 +143,29 @@ def test_plugin_stays_out_of_the_way_when_unused(project: pytest.Pytester) -> No
     assert "becare:" not in result.stdout.str()
 
 
+def test_vendors_own_fhirpathpy_is_left_alone(project: pytest.Pytester) -> None:
+    """The plugin is loaded into vendors' own test runs, where their code may use fhirpathpy too:
+    validating with becare must not change what fhirpathpy answers them."""
+    sample = SAMPLES / "valid" / "flanders-care-coordination.json"
+    project.makepyfile(
+        test_fhirpath=(
+            "import fhirpathpy\n"
+            "from fhirpathpy.models import models\n"
+            "from adapter.testing import assert_valid\n"
+            "PATIENT = {'resourceType': 'Patient', 'birthDate': '2000-01-01', '_birthDate': {'id': 'b'}}\n"
+            "EXPRESSIONS = ('1.0', '@2015-02-04.type().name', 'Patient.birthDate.count()')\n"
+            "def own():\n"
+            "    return [fhirpathpy.evaluate(dict(PATIENT), e, model=models['r4']) for e in EXPRESSIONS]\n"
+            "def test_becare_then_fhirpathpy(becare_validator):\n"
+            "    before = own()\n"
+            f"    assert_valid({str(sample)!r})\n"
+            "    assert own() == before == [[1], ['DateTime'], [2]]\n"
+        )
+    )
+    result = project.runpytest_inprocess()
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.slow
 def test_service_and_mock_hub_fixtures(project: pytest.Pytester) -> None:
     _add_suite(project, "vendor_service.py", "test_service.py")

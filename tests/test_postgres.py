@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from adapter.forwarding.mockhub import MockHub
 from adapter.forwarding.routing import RouteDecision
 from adapter.outbox import Outbox, OutboxError, idempotency_key
+from adapter.testing.mockhub import MockHub
 from tests import conftest_pg
 
 pytestmark = pytest.mark.postgres

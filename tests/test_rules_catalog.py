@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapter.rules import UnknownRuleError, explain, load_catalog, render_rules_markdown
+from adapter.explainer import explain
+from adapter.rules import UnknownRuleError, load_catalog, render_rules_markdown
 from adapter.rules.catalog import LANGS, REGIONS, CatalogError, parse_catalog
 from adapter.rules.checks import RULE_FUNCTIONS
 from adapter.rules.engine import compile_catalog

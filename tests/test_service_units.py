@@ -192,19 +192,23 @@ def test_service_config_from_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert load_service_config(None) == ServiceConfig()
 
 
+_SHA = hash_key("k")
+
+
 @pytest.mark.parametrize(
     ("section", "needle"),
     [
-        ({"auth": {"api_keys": [{"id": "a"}]}}, "key_sha256, key_env or key"),
-        ({"auth": {"api_keys": [{"id": "a", "key": "k", "scopes": ["root"]}]}}, "unknown scopes"),
-        ({"auth": {"api_keys": [{"id": "a", "key": "k"}, {"id": "a", "key": "j"}]}}, "unique"),
+        ({"auth": {"api_keys": [{"id": "a"}]}}, "key_sha256 or key_env"),
+        ({"auth": {"api_keys": [{"id": "a", "key_sha256": _SHA, "scopes": ["root"]}]}}, "scopes"),
+        ({"auth": {"api_keys": [{"id": "a", "key_sha256": _SHA}] * 2}}, "unique"),
         ({"auth": {"api_keys": [{"id": "a", "key_env": "BECARE_TEST_UNSET_VAR"}]}}, "BECARE_TEST_UNSET_VAR"),
-        ({"auth": {"jwt": {"hs256_secret": "short"}}}, "at least 32"),
+        ({"auth": {"jwt": {"hs256_secret_env": "BECARE_TEST_SHORT_SECRET"}}}, "at least 32"),
         ({"auth": {"jwt": {"public_keys": ["missing.pem"]}}}, "missing.pem"),
-        ({"max_body_bytes": "lots"}, "service section"),
+        ({"max_body_bytes": "lots"}, "service.max_body_bytes"),
     ],
 )
-def test_service_config_errors(section: dict, needle: str) -> None:
+def test_service_config_errors(section: dict, needle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BECARE_TEST_SHORT_SECRET", "short")
     with pytest.raises(ConfigError, match=needle):
         service_config_from_mapping(section)
 
@@ -215,7 +219,7 @@ def test_check_bind_requires_auth_beyond_loopback() -> None:
     assert check_bind("::1", open_cfg) is None
     refusal = check_bind("0.0.0.0", open_cfg)
     assert refusal is not None and "authentication" in refusal
-    secured = service_config_from_mapping({"auth": {"api_keys": [{"id": "a", "key": "k"}]}})
+    secured = service_config_from_mapping({"auth": {"api_keys": [{"id": "a", "key_sha256": _SHA}]}})
     assert check_bind("0.0.0.0", secured) is None
 
 
@@ -237,7 +241,7 @@ def test_serve_reports_bad_config_with_exit_2(
     bad = tmp_path / "bad.yaml"
     bad.write_text("service:\n  auth:\n    api_keys:\n      - {id: x}\n", encoding="utf-8")
     assert becare(["serve", "--config", str(bad)]) == 2
-    assert "key_sha256, key_env or key" in capsys.readouterr().err
+    assert "key_sha256 or key_env" in capsys.readouterr().err
     assert becare(["serve", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert becare(["serve", "--port", "70000"]) == 2
 
@@ -246,15 +250,15 @@ def test_misspelt_service_keys_are_refused_not_ignored() -> None:
     from adapter.service.config import ConfigError, service_config_from_mapping
 
     for section, where in (
-        ({"auth": {"apikeys": [{"id": "a", "key": "k"}]}}, "service.auth"),
+        ({"auth": {"apikeys": [{"id": "a", "key_sha256": _SHA}]}}, "service.auth"),
         ({"max_body_byte": 10}, "service"),
         ({"rate_limit": {"per_sec": 1}}, "service.rate_limit"),
-        ({"auth": {"api_keys": [{"id": "a", "key": "k", "scope": ["validate"]}]}}, "api_keys[0]"),
+        ({"auth": {"api_keys": [{"id": "a", "key_sha256": _SHA, "scope": ["validate"]}]}}, "api_keys[0]"),
     ):
         with pytest.raises(ConfigError, match="unknown key") as info:
             service_config_from_mapping(section)
         assert where in str(info.value)
     ok = service_config_from_mapping(
-        {"auth": {"api_keys": [{"id": "a", "key": "k", "scopes": ["validate"]}]}}
+        {"auth": {"api_keys": [{"id": "a", "key_sha256": _SHA, "scopes": ["validate"]}]}}
     )
     assert ok.auth.api_keys[0].id == "a"

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from adapter.forwarding.destinations import FhirRestDestination, make_transport, proxy_for
-from adapter.forwarding.mockhub import MockHub
 from adapter.forwarding.settings import AuthConfig, DestinationConfig
 from adapter.forwarding.transport import StdlibTransport
+from adapter.testing.mockhub import MockHub
 
 Reply = Callable[[socket.socket, bytes], bool]  # sends the reply; True keeps the connection
 

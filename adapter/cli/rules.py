@@ -35,8 +35,8 @@ def run_rules(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    from adapter.explainer import explanation, render_text
     from adapter.rules.catalog import UnknownRuleError
-    from adapter.rules.explainer import explanation, render_text
 
     try:
         data = explanation(args.rule_id, args.lang)

@@ -19,8 +19,6 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from adapter.conformance.store import CANONICAL_TYPES, ConformanceError
-
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a package member larger than this is not a definition file
 _PACKAGE_SUFFIXES = (".tgz", ".tar.gz")
 _DEFINITION_SUFFIXES = (".json", ".xml", ".json.gz")
@@ -30,6 +28,16 @@ _NOT_DEFINITIONS = frozenset({"example", "examples", "other", "openapi", "xml", 
 _PACKAGE_META = frozenset({"package.json", ".index.json"})
 
 log = logging.getLogger(__name__)
+
+# The resource types a conformance store holds: what the loader picks out of files and Bundles.
+CANONICAL_TYPES = frozenset({
+    "StructureDefinition", "ValueSet", "CodeSystem", "NamingSystem", "ConceptMap",
+    "SearchParameter", "OperationDefinition", "ImplementationGuide",
+})
+
+
+class ConformanceError(ValueError):
+    """A conformance resource cannot be loaded or used (the message names the source)."""
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:

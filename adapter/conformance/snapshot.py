@@ -19,19 +19,19 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from adapter.conformance.store import SnapshotError
+from adapter.conformance.loader import ConformanceError
 
 if TYPE_CHECKING:
     from adapter.conformance.store import ConformanceStore
 
+
+class SnapshotError(ConformanceError):
+    """A snapshot cannot be generated from a differential."""
+
+
 _NOT_MERGED = frozenset({"id", "path", "sliceName"})
 _REPLACED_LISTS = frozenset({"type", "representation", "alias", "code"})
 FHIRPATH_TYPE_PREFIX = "http://hl7.org/fhirpath/System."
-
-
-def _last_dot(element_id: str) -> int:
-    """Index of the dot that separates an id's last segment (slice names never hold dots)."""
-    return element_id.rfind(".")
 
 
 def diff_element_ids(elements: list[dict]) -> list[str]:

@@ -17,21 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CANONICAL_TYPES = frozenset({
-    "StructureDefinition", "ValueSet", "CodeSystem", "NamingSystem", "ConceptMap",
-    "SearchParameter", "OperationDefinition", "ImplementationGuide",
-})
+from adapter.conformance.loader import CANONICAL_TYPES, ConformanceError, iter_resources, log
+from adapter.conformance.snapshot import SnapshotError, generate_snapshot
+from adapter.datafiles import data_dir
+
+__all__ = [
+    "CANONICAL_TYPES",
+    "ConformanceError",
+    "ConformanceStore",
+    "SnapshotError",
+    "build_default_store",
+    "default_store",
+    "split_canonical",
+    "version_key",
+]
+
 CORE_SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
 
 _SEQ = itertools.count()  # global, so content added to a child is always "later" than its parent's
-
-
-class ConformanceError(ValueError):
-    """A conformance resource cannot be loaded or used (the message names the source)."""
-
-
-class SnapshotError(ConformanceError):
-    """A snapshot cannot be generated from a differential."""
 
 
 @dataclass
@@ -102,8 +105,6 @@ class ConformanceStore:
         A single file that cannot be used is an error. From a folder or a package, what cannot
         be used (junk members, a definition without a canonical url) is skipped; ``skipped``
         says what and why."""
-        from adapter.conformance.loader import iter_resources, log
-
         single_file = Path(path).is_file() and not str(path).lower().endswith((".tgz", ".tar.gz"))
         skipped: list[str] = []
         count = 0
@@ -198,8 +199,6 @@ class ConformanceStore:
         return owner._complete(entry)
 
     def _complete(self, entry: _Entry) -> dict:
-        from adapter.conformance.snapshot import generate_snapshot
-
         with self._lock:
             if "snapshot" in entry.resource:
                 return entry.resource
@@ -248,9 +247,6 @@ class ConformanceStore:
         own = sum(len(v) for v in self._by_type.values())
         return own + (len(self._parent) if self._parent is not None else 0)
 
-    def __contains__(self, url: object) -> bool:
-        return isinstance(url, str) and self.get(url) is not None
-
 
 _DEFAULT: ConformanceStore | None = None
 _DEFAULT_LOCK = threading.Lock()
@@ -267,9 +263,6 @@ def _profile_folders(root: Path) -> list[Path]:
 
 def build_default_store(root: Path | None = None) -> ConformanceStore:
     """A fresh store with every vendored folder under ``profiles/`` (uncached)."""
-    from adapter.conformance.loader import iter_resources
-    from adapter.datafiles import data_dir
-
     root = root or data_dir("profiles")
     store = ConformanceStore()
     for folder in _profile_folders(root):

@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 WST_NS = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
-AUTH_NS = "http://docs.oasis-open.org/wsfed/authorization/200706"
 AUTHCLAIMS_DIALECT = "http://docs.oasis-open.org/wsfed/authorization/200706/authclaims"
 SAMLV11_TOKEN_TYPE = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1"
 WST_ISSUE = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"

@@ -176,6 +176,3 @@ def core_model() -> TypeModel:
     definitions = (e.get("resource") or {} for e in bundle.get("entry") or ())
     return build_model(definitions)
 
-
-def resource_types() -> frozenset[str]:
-    return core_model().resource_types

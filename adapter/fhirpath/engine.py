@@ -1,4 +1,8 @@
-"""FhirPathEngine: fhirpathpy over the internal form, plus the FHIR functions and fixes it lacks."""
+"""FhirPathEngine: fhirpathpy over the internal form, plus the FHIR functions and fixes it lacks.
+
+Evaluation goes through becare's private copy of fhirpathpy's engine (``patches.do_eval``), so
+the fixes apply here and nowhere else: ``fhirpathpy.evaluate`` in the same process is untouched.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from collections.abc import Callable
 from threading import Lock
 from typing import Any, Protocol
 
-from fhirpathpy import engine as fp_engine
 from fhirpathpy.engine import nodes, util
 from fhirpathpy.engine.invocations.constants import constants
 from fhirpathpy.models import models
@@ -66,7 +69,6 @@ class FhirPathEngine:
     ) -> None:
         """`check_ordered` also rejects first()/last()/tail()/skip()/take()/[n] on the unordered
         result of children()/descendants() (the spec says they "should not be used" there)."""
-        patches.install()
         self.terminology = terminology
         self.conforms_to = conforms_to
         self.trace = trace
@@ -165,7 +167,7 @@ class FhirPathEngine:
         }
         try:
             constants.reset()
-            result = fp_engine.do_eval(ctx, data_root, ast["children"][0])
+            result = patches.do_eval(ctx, data_root, ast["children"][0])
         except FhirPathError:
             raise
         except RecursionError:

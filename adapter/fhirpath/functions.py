@@ -16,14 +16,13 @@ from collections import abc
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
-from fhirpathpy import engine
 from fhirpathpy.engine import nodes, util
 from fhirpathpy.engine.invocations import invocation_registry as base
 from fhirpathpy.engine.invocations import navigation
 from fhirpathpy.models import models
 
 from adapter.fhirpath import temporal
-from adapter.fhirpath.patches import _child_nodes
+from adapter.fhirpath.patches import _child_nodes, do_eval, type_fn, type_is, type_of
 from adapter.fhirpath.xhtml import html_checks
 from adapter.terminology import ucum
 
@@ -786,7 +785,7 @@ def sort(ctx, coll, *exprs):
         out = []
         for ast, desc in keys:
             ctx["$this"] = [item]
-            r = engine.do_eval(ctx, [item], ast)
+            r = do_eval(ctx, [item], ast)
             if len(r) > 1:
                 raise ValueError("sort() key must be a single value")
             out.append((_plain(r[0]) if r else None, desc))
@@ -923,8 +922,8 @@ def _check_type(type_info) -> None:
 
 
 def _is_of(ctx, item, type_info, *, exact_primitive: bool) -> bool:
-    nodes.TypeInfo.model = ctx.get("model")
-    actual = nodes.TypeInfo.from_value(item)
+    model = ctx.get("model")  # passed on, not set on fhirpathpy's TypeInfo class for everyone
+    actual = type_of(item, model)
     if actual is None:
         return False
     if (
@@ -935,7 +934,7 @@ def _is_of(ctx, item, type_info, *, exact_primitive: bool) -> bool:
         and type_info.name in FHIR_PRIMITIVES
     ):
         return actual.name == type_info.name
-    return bool(actual.is_(type_info))
+    return type_is(actual, type_info, model)
 
 
 def is_fn(ctx, coll, type_info):
@@ -1041,6 +1040,7 @@ def build_table() -> dict:
         "or": {"fn": or_op, "arity": {2: ["Lazy", "Lazy"]}},
         "xor": {"fn": xor_op, "arity": {2: ["Lazy", "Lazy"]}},
         "implies": {"fn": implies_op, "arity": {2: ["Lazy", "Lazy"]}},
+        "type": {"fn": type_fn},
         "is": {"fn": is_fn, "arity": {1: ["TypeSpecifier"]}},
         "isOp": {"fn": is_fn, "arity": {2: ["Any", "TypeSpecifier"]}},
         "as": {"fn": as_fn, "arity": {1: ["TypeSpecifier"]}},

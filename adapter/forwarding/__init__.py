@@ -1,5 +1,6 @@
 """Delivery of accepted bundles: settings, routing (region, explicit, metahub), destinations
-(``fhir-rest``, ``mhd``), background workers, and a mock hub for tests and demos."""
+(``fhir-rest``, ``mhd``, ``kmehr-hub``) and background workers. The mock hub for tests and
+demos is ``adapter.testing.mockhub``."""
 
 from __future__ import annotations
 

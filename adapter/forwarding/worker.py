@@ -136,10 +136,6 @@ class Forwarder:
             if self._pending_wakes:
                 self._pending_wakes -= 1
 
-    @property
-    def running(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
-
     # -- work --------------------------------------------------------------------------------
     def _run(self, worker: str) -> None:
         while not self._stop.is_set():

@@ -104,12 +104,3 @@ def encryptor_for_etk(etk_client: Any, identifier: Any) -> Encrypt:
 
     return encrypt
 
-
-def decryptor_for_key(key: Any, certificate: Any) -> Decrypt:
-    """The inverse, for whoever holds the ETK's private key (the mock hub)."""
-    from adapter.ehealth import cms
-
-    def decrypt(der: bytes) -> bytes:
-        return cms.decrypt(der, key, certificate)
-
-    return decrypt

@@ -107,10 +107,6 @@ def body_of(envelope: etree._Element) -> etree._Element | None:
     return envelope.find(_s("Body"))
 
 
-def header_of(envelope: etree._Element) -> etree._Element | None:
-    return envelope.find(_s("Header"))
-
-
 def payload(envelope: etree._Element) -> etree._Element:
     """The single element in the Body; ``SoapFault`` when it is a Fault."""
     body = body_of(envelope)

@@ -93,10 +93,6 @@ class KmehrId:
     sv: str = "1.0"
 
     @classmethod
-    def local(cls, value: str) -> KmehrId:
-        return cls(value)
-
-    @classmethod
     def of(cls, value: str | KmehrId) -> KmehrId:
         return value if isinstance(value, KmehrId) else cls(value)
 

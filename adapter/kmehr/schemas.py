@@ -24,7 +24,6 @@ from adapter.datafiles import data_dir
 KmehrVersion = Literal["1.19", "1.26"]
 HubVersion = Literal["3.2", "3.5"]
 KMEHR_VERSIONS: tuple[KmehrVersion, ...] = ("1.19", "1.26")
-HUB_FOR_KMEHR: dict[str, HubVersion] = {"1.19": "3.2", "1.26": "3.5"}
 KMEHR_FOR_HUB: dict[str, KmehrVersion] = {"3.2": "1.19", "3.5": "1.26"}
 
 # the last CD-STANDARD value each schema enumerates: what a message of that version declares
@@ -39,15 +38,6 @@ _FILES = {
 }
 
 _lock = threading.Lock()
-
-
-class SchemaProblem(Exception):
-    """The document does not conform; ``errors`` are ``line:col: message`` strings."""
-
-    def __init__(self, what: str, errors: list[str]) -> None:
-        self.what = what
-        self.errors = errors
-        super().__init__(f"{what} is not valid against its XSD: " + "; ".join(errors[:5]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +97,3 @@ def located_problems(
             return []
         return [(e.path or "", e.message) for e in xsd.error_log]
 
-
-def check(kind: Literal["kmehr", "hub", "saml"], version: str, element: etree._Element, what: str) -> None:
-    """Raise ``SchemaProblem`` unless ``element`` is valid."""
-    errors = problems(kind, version, element)
-    if errors:
-        raise SchemaProblem(what, errors)

@@ -9,8 +9,6 @@ from .store import (
     Delivery,
     Outbox,
     OutboxError,
-    audit_events_as_fhir,
-    record_audit,
 )
 
 __all__ = [
@@ -20,11 +18,9 @@ __all__ = [
     "Delivery",
     "Outbox",
     "OutboxError",
-    "audit_events_as_fhir",
     "canonical_json",
     "content_hash",
     "idempotency_key",
     "mask",
     "mask_ssin",
-    "record_audit",
 ]

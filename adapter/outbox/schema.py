@@ -37,7 +37,7 @@ deliveries = Table(
     Column("next_attempt_at", Double, nullable=False),
     Column("lease_until", Double, nullable=True),
     Column("claimed_by", String(100), nullable=True),
-    # where the last claim came from, and what the next attempt must know (see store._CLAIMED_FROM):
+    # where the last claim came from, and what the next attempt must know (see claims._CLAIMED_FROM):
     # pending | in-flight (took over a claim never sent) | sending (the attempt is on the wire) |
     # taken-over / unknown (took over an attempt on the wire: outcome unknown) | replay (`retry`)
     Column("claimed_from", String(16), nullable=True),

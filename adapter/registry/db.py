@@ -1,8 +1,8 @@
 """Database plumbing of the registry: URLs, engines, and the per-person write lock.
 
-The registry shares its database URL with the outbox (``becare serve --db``), so it accepts the
-same spellings: a bare path is a SQLite file and ``postgresql://`` means psycopg 3, the driver we
-ship (SQLAlchemy's own default for that scheme, psycopg2, is not installed).
+The registry shares its database URL with the outbox (``becare serve --db``), so it reads it the
+same way (``adapter.database.normalise_url``): a bare path is a SQLite file and ``postgresql://``
+means psycopg 3.
 
 Checking "is there already another coordinator?" and storing the new one must be one step, or
 two submissions for the same person can both see an empty registry. PostgreSQL serialises such
@@ -37,17 +37,6 @@ class RegistryError(RegistryUnavailable):
     A ``RegistryUnavailable`` of the rulebook: raised while IC-ONE-1/2 query the registry, it
     stops the validation (503 from the service, exit code 2 from the command line) instead of
     passing for a rule failure or, worse, for "no other coordinator"."""
-
-
-def normalise_url(url: str) -> str:
-    if not isinstance(url, str) or not url.strip():
-        raise RegistryError("the registry database URL is empty")
-    if "://" not in url:
-        return f"sqlite:///{url}"
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    return url
 
 
 def make_engine(url: str) -> Engine:

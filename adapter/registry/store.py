@@ -27,8 +27,10 @@ from sqlalchemy import Date, DateTime, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from adapter.database import normalise_url
 from adapter.registry.conflicts import Conflict, find_conflicts
-from adapter.registry.db import Locks, RegistryError, create_schema, make_engine, normalise_url
+from adapter.registry.db import Locks, RegistryError, create_schema, make_engine
+from adapter.registry.extract import extract_roles, role_of
 from adapter.registry.labels import Labeller
 from adapter.registry.model import ACTIVE_STATUSES, EpisodeRole
 from adapter.rules.situation import Episode, Situation
@@ -89,7 +91,10 @@ class EpisodeRegistry:
     """SQLAlchemy store of episode roles; SQLite by default, PostgreSQL by URL."""
 
     def __init__(self, url: str = "sqlite:///becare.db", *, salt: str | None = None) -> None:
-        self.url = normalise_url(url)
+        try:
+            self.url = normalise_url(url)
+        except ValueError:
+            raise RegistryError("the registry database URL is empty") from None
         self._engine = make_engine(self.url)
         self._locks = Locks(self._engine)
         try:
@@ -145,8 +150,6 @@ class EpisodeRegistry:
         """The row ``record`` would store for that episode (person key, holder and episode key
         as stored), for the rulebook to compare with ``active_roles``; None when the episode
         holds no role or its person has no SSIN."""
-        from adapter.registry.extract import role_of
-
         return role_of(situation, episode, self.person_key)
 
     def record(
@@ -157,8 +160,6 @@ class EpisodeRegistry:
         stores nothing when there is a collision: a caller that records *before* accepting
         gets an atomic "claim the coordinator role". Episodes whose person has no SSIN cannot
         be keyed and are skipped."""
-        from adapter.registry.extract import extract_roles
-
         roles = extract_roles(bundle, self.person_key, source=source)
         if not roles:
             return Recorded(0)

@@ -7,7 +7,6 @@ from adapter.rules.catalog import (
     CatalogError,
     UnknownRegionError,
     UnknownRuleError,
-    explain,
     load_catalog,
     render_rules_markdown,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "UnknownRegionError",
     "UnknownRuleError",
     "check_rulebook",
-    "explain",
     "in_scope",
     "load_catalog",
     "render_rules_markdown",

@@ -2,7 +2,8 @@
 
 The rules are data so that a change of the interfederal agreement is a reviewed diff of a YAML
 file (and of the generated ``docs/rules.md``), not a code change; this module is the one place
-that knows the file layout. It is also what ``becare rules`` and ``becare explain`` print.
+that knows the file layout. It is also what ``becare rules`` prints, and what ``becare explain``
+(``adapter.explainer``) explains.
 """
 
 from __future__ import annotations
@@ -348,14 +349,3 @@ def render_rules_markdown(lang: str | None = None, catalog: Catalog | None = Non
         "",
     ]
     return "\n".join(out).rstrip() + "\n"
-
-
-def explain(rule_id: str, lang: str = "en", catalog: Catalog | None = None) -> str:
-    """Plain-text explanation of one rule for ``becare explain`` (raises UnknownRuleError).
-
-    Kept here for existing callers; the content is built by ``adapter.rules.explainer``.
-    """
-    _check_lang(lang)
-    from adapter.rules.explainer import explanation, render_text
-
-    return render_text(explanation(rule_id, lang, catalog))

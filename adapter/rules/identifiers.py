@@ -13,8 +13,6 @@ CORE_NS = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/"
 LEGACY_NS = "https://www.ehealth.fgov.be/standards/fhir/NamingSystem/"
 
 SSIN_SYSTEM = CORE_NS + "ssin"
-NIHDI_SYSTEM = CORE_NS + "nihdi"
-CBE_SYSTEM = CORE_NS + "cbe"
 
 # Naming systems checked, by their last path segment, and the kind of number they carry.
 _KINDS: dict[str, str] = {

@@ -1,9 +1,13 @@
-"""Service settings: limits, rate limit, timeouts and authentication.
+"""Service settings: limits, rate limit, timeouts, proxies and authentication.
 
 They come from the ``service:`` section of the same YAML config file that describes destinations
-(``--config`` / ``BECARE_CONFIG``), so one file configures a deployment. Secrets are never written
-in the file in clear when it can be avoided: an API key is given by its SHA-256 (``key_sha256``) or
-read from an environment variable (``key_env``); likewise the JWT secret (``hs256_secret_env``).
+(``--config`` / ``BECARE_CONFIG``), so one file configures a deployment. The section is checked by
+pydantic models in the same way as the rest of the file (``adapter.forwarding.settings``): unknown
+keys are errors, every number has a range, and ``"false"`` is false.
+
+Secrets never sit in the file: an API key is given by its SHA-256 (``key_sha256``) or read from an
+environment variable (``key_env``); the JWT secret only from the environment (``hs256_secret_env``).
+A plaintext ``key`` or ``hs256_secret`` is refused with a message saying so.
 
 Example::
 
@@ -11,6 +15,8 @@ Example::
       max_body_bytes: 5242880
       request_timeout: 30
       rate_limit: {per_second: 20, burst: 40}
+      trust_forwarded_for: true      # behind a reverse proxy ...
+      trusted_proxies: 1             # ... this many of them, each appending to X-Forwarded-For
       auth:
         api_keys:
           - {id: vendor-a, key_env: BECARE_KEY_VENDOR_A, scopes: [validate, submit, read]}
@@ -25,22 +31,28 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_SCOPES: frozenset[str] = frozenset({"validate", "submit", "read"})
 ALL_SCOPES: frozenset[str] = frozenset({"validate", "submit", "read", "audit"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+MIB = 1024 * 1024
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
     """The service section of the config file is unusable; ``becare serve`` exits 2."""
 
 
+# -- what the rest of the service uses ---------------------------------------------------------------
 @dataclass(frozen=True)
 class ApiKey:
     id: str
@@ -50,7 +62,7 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class JwtConfig:
-    hs256_secret: str | None = None
+    hs256_secret: str | None = None  # read from the environment (hs256_secret_env), never the file
     public_keys: tuple[str, ...] = ()  # PEM texts (RSA or EC)
     issuer: str | None = None
     audience: str | None = None
@@ -83,13 +95,136 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 10 * MIB
     request_timeout: float = 60.0
     rate_limit: RateLimit = field(default_factory=RateLimit)
     auth: AuthConfig = field(default_factory=AuthConfig)
-    trust_forwarded_for: bool = False  # behind a reverse proxy: rate-limit by X-Forwarded-For
+    # Behind reverse proxies: the client is taken from X-Forwarded-For. Each proxy appends the
+    # address it received the request from, so the client is the entry ``trusted_proxies`` from the
+    # right (everything left of it was written by the client and proves nothing); or, with
+    # ``trusted_networks``, the right-most entry outside those networks.
+    trust_forwarded_for: bool = False
+    trusted_proxies: int = 1
+    trusted_networks: tuple[IpNetwork, ...] = ()
+    # A body over max_body_bytes is still read (and thrown away) up to this many bytes, so a client
+    # that sends the whole body before reading gets its 413 instead of a connection reset.
+    drain_bytes: int = 64 * MIB
 
 
+# -- the file's shape ---------------------------------------------------------------------------------
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_NO_CLEAR_KEY = (
+    "a key in clear is not accepted in the config file: put it in an environment variable and name "
+    "that variable with key_env, or give the key's SHA-256 as key_sha256 "
+    "(printf %s \"$KEY\" | sha256sum)"
+)
+_NO_CLEAR_SECRET = (
+    "the HS256 secret is not accepted in the config file: put it in an environment variable and "
+    "name that variable with hs256_secret_env"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _none_is_empty(value: Any) -> Any:
+    """``auth:`` with everything under it commented out is YAML null: the defaults."""
+    return {} if value is None else value
+
+
+class ApiKeySection(_Model):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    key_env: str | None = Field(None, pattern=_ENV_NAME)
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    key: str | None = None  # only so that it is refused with a message that says what to do
+    scopes: tuple[Literal["validate", "submit", "read", "audit"], ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeySection:
+        if self.key is not None:
+            raise ValueError(_NO_CLEAR_KEY)
+        if self.scopes is not None and not self.scopes:
+            raise ValueError("scopes: give at least one (validate, submit, read, audit), or leave it out")
+        if bool(self.key_env) == bool(self.key_sha256):
+            raise ValueError("give key_sha256 or key_env (exactly one)")
+        return self
+
+
+class JwtSection(_Model):
+    hs256_secret_env: str | None = Field(None, pattern=_ENV_NAME)
+    hs256_secret: str | None = None  # refused, see _no_clear_secret
+    public_keys: tuple[str, ...] = ()  # PEM files (relative to the config file) or PEM texts
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: int = Field(30, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _no_clear_secret(self) -> JwtSection:
+        if self.hs256_secret is not None:
+            raise ValueError(_NO_CLEAR_SECRET)
+        return self
+
+
+class AuthSection(_Model):
+    api_keys: tuple[ApiKeySection, ...] = ()
+    jwt: JwtSection = JwtSection()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _no_keys(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    _null_jwt = field_validator("jwt", mode="before")(lambda cls, v: _none_is_empty(v))
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthSection:
+        ids = [k.id for k in self.api_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("api key ids must be unique")
+        return self
+
+
+class RateLimitSection(_Model):
+    per_second: float = Field(50.0, ge=0, le=1_000_000)  # 0: no rate limit
+    burst: int = Field(100, ge=1, le=1_000_000)
+
+
+class ServiceSection(_Model):
+    max_body_bytes: int = Field(10 * MIB, ge=1024, le=1024 * MIB)
+    request_timeout: float = Field(60.0, ge=0, le=3600)  # 0: no timeout
+    rate_limit: RateLimitSection = RateLimitSection()
+    auth: AuthSection = AuthSection()
+    trust_forwarded_for: bool = False
+    trusted_proxies: int | tuple[str, ...] = 1
+    drain_bytes: int = Field(64 * MIB, ge=0, le=1024 * MIB)
+
+    _nulls = field_validator("rate_limit", "auth", mode="before")(lambda cls, v: _none_is_empty(v))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: int | tuple[str, ...]) -> int | tuple[str, ...]:
+        if isinstance(value, int):
+            if not 1 <= value <= 16:
+                raise ValueError("a number of proxies from 1 to 16, or a list of their addresses/networks")
+            return value
+        if not value:
+            raise ValueError("an empty list trusts no proxy: set trust_forwarded_for: false instead")
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @model_validator(mode="after")
+    def _proxies_need_trust(self) -> ServiceSection:
+        if "trusted_proxies" in self.model_fields_set and not self.trust_forwarded_for:
+            raise ValueError("trusted_proxies is only used with trust_forwarded_for: true")
+        return self
+
+
+# -- building the config -----------------------------------------------------------------------------
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -101,25 +236,55 @@ def _env(name: str, what: str) -> str:
     return value
 
 
-def _api_key(raw: Any, index: int) -> ApiKey:
-    if not isinstance(raw, dict) or not raw.get("id"):
-        raise ConfigError(f"service.auth.api_keys[{index}]: needs an 'id'")
-    key_id = str(raw["id"])
-    if raw.get("key_sha256"):
-        digest = str(raw["key_sha256"]).lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ConfigError(f"api key {key_id}: key_sha256 must be 64 hex digits")
-    elif raw.get("key_env"):
-        digest = hash_key(_env(str(raw["key_env"]), f"api key {key_id}"))
-    elif raw.get("key"):
-        digest = hash_key(str(raw["key"]))
+def _where(loc: tuple[Any, ...]) -> str:
+    out = "service"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``loc`` (a pydantic error location) accepts, for the error message."""
+    model: Any = ServiceSection
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *get_args(annotation)]
+        candidates += [a for c in candidates for a in get_args(c)]
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return [name for name in model.model_fields if name not in ("key", "hs256_secret")]
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per problem, each with the path of the key: ``service.auth.api_keys[0]: ...``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "extra_forbidden" and loc:
+            try:
+                expected = ", ".join(_keys_at(loc[:-1]))
+            except (KeyError, AttributeError):
+                expected = ""
+            hint = f" (expected some of: {expected})" if expected else ""
+            lines.append(f"{_where(loc[:-1])}: unknown key '{loc[-1]}'{hint}")
+            continue
+        msg = str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"{_where(loc)}: {msg}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def _api_key(raw: ApiKeySection) -> ApiKey:
+    if raw.key_sha256:
+        digest = raw.key_sha256.lower()
     else:
-        raise ConfigError(f"api key {key_id}: give key_sha256, key_env or key")
-    scopes = frozenset(str(s) for s in raw.get("scopes") or DEFAULT_SCOPES)
-    unknown = scopes - ALL_SCOPES
-    if unknown:
-        raise ConfigError(f"api key {key_id}: unknown scopes {sorted(unknown)}")
-    return ApiKey(id=key_id, sha256=digest, scopes=scopes)
+        digest = hash_key(_env(str(raw.key_env), f"api key {raw.id}"))
+    scopes = frozenset(raw.scopes) if raw.scopes else DEFAULT_SCOPES
+    return ApiKey(id=raw.id, sha256=digest, scopes=scopes)
 
 
 def _read_pem(value: str, base: Path | None) -> str:
@@ -134,72 +299,46 @@ def _read_pem(value: str, base: Path | None) -> str:
         raise ConfigError(f"jwt public key {value}: {exc.strerror}") from None
 
 
-def _jwt(raw: Any, base: Path | None) -> JwtConfig:
-    if not raw:
-        return JwtConfig()
-    if not isinstance(raw, dict):
-        raise ConfigError("service.auth.jwt must be a mapping")
-    secret = raw.get("hs256_secret")
-    if raw.get("hs256_secret_env"):
-        secret = _env(str(raw["hs256_secret_env"]), "jwt hs256 secret")
-    if secret is not None and len(str(secret)) < 32:
-        raise ConfigError("jwt hs256 secret must be at least 32 characters")
-    keys = tuple(_read_pem(str(k), base) for k in raw.get("public_keys") or ())
+def _jwt(raw: JwtSection, base: Path | None) -> JwtConfig:
+    secret = None
+    if raw.hs256_secret_env:
+        secret = _env(raw.hs256_secret_env, "jwt hs256 secret")
+        if len(secret) < 32:
+            raise ConfigError(
+                f"jwt hs256 secret (from {raw.hs256_secret_env}) must be at least 32 characters"
+            )
     return JwtConfig(
-        hs256_secret=str(secret) if secret else None,
-        public_keys=keys,
-        issuer=raw.get("issuer"),
-        audience=raw.get("audience"),
-        leeway=int(raw.get("leeway", 30)),
+        hs256_secret=secret,
+        public_keys=tuple(_read_pem(k, base) for k in raw.public_keys),
+        issuer=raw.issuer,
+        audience=raw.audience,
+        leeway=raw.leeway,
     )
-
-
-_SERVICE_KEYS = {"max_body_bytes", "request_timeout", "rate_limit", "auth", "trust_forwarded_for"}
-_JWT_KEYS = {"hs256_secret", "hs256_secret_env", "public_keys", "issuer", "audience", "leeway"}
-_API_KEY_KEYS = {"id", "key", "key_env", "key_sha256", "scopes"}
-
-
-def _known(raw: Any, where: str, allowed: set[str]) -> None:
-    """A misspelt key must not silently drop a setting (say, leave the service without auth)."""
-    if isinstance(raw, dict):
-        unknown = sorted(str(k) for k in raw if k not in allowed)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
 
 
 def service_config_from_mapping(section: dict[str, Any] | None, base: Path | None = None) -> ServiceConfig:
     """Build the config from the parsed ``service:`` mapping (pure apart from env/PEM reads)."""
-    section = section or {}
+    if section is None:
+        section = {}
     if not isinstance(section, dict):
         raise ConfigError("'service' must be a mapping")
-    _known(section, "service", _SERVICE_KEYS)
-    auth_raw = section.get("auth") or {}
-    if not isinstance(auth_raw, dict):
-        raise ConfigError("service.auth must be a mapping")
-    _known(auth_raw, "service.auth", {"api_keys", "jwt"})
-    _known(section.get("rate_limit") or {}, "service.rate_limit", {"per_second", "burst"})
-    _known(auth_raw.get("jwt") or {}, "service.auth.jwt", _JWT_KEYS)
-    for i, k in enumerate(auth_raw.get("api_keys") or ()):
-        _known(k, f"service.auth.api_keys[{i}]", _API_KEY_KEYS)
-    keys = tuple(_api_key(k, i) for i, k in enumerate(auth_raw.get("api_keys") or ()))
-    if len({k.id for k in keys}) != len(keys):
-        raise ConfigError("api key ids must be unique")
-    rl_raw = section.get("rate_limit") or {}
     try:
-        return ServiceConfig(
-            max_body_bytes=int(section.get("max_body_bytes", ServiceConfig.max_body_bytes)),
-            request_timeout=float(section.get("request_timeout", ServiceConfig.request_timeout)),
-            rate_limit=RateLimit(
-                per_second=float(rl_raw.get("per_second", RateLimit.per_second)),
-                burst=int(rl_raw.get("burst", RateLimit.burst)),
-            ),
-            auth=AuthConfig(api_keys=keys, jwt=_jwt(auth_raw.get("jwt"), base)),
-            trust_forwarded_for=bool(section.get("trust_forwarded_for", False)),
-        )
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"service section: {exc}") from None
+        raw = ServiceSection.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    proxies = raw.trusted_proxies
+    return ServiceConfig(
+        max_body_bytes=raw.max_body_bytes,
+        request_timeout=raw.request_timeout,
+        rate_limit=RateLimit(per_second=raw.rate_limit.per_second, burst=raw.rate_limit.burst),
+        auth=AuthConfig(api_keys=tuple(_api_key(k) for k in raw.auth.api_keys), jwt=_jwt(raw.auth.jwt, base)),
+        trust_forwarded_for=raw.trust_forwarded_for,
+        trusted_proxies=proxies if isinstance(proxies, int) else 1,
+        trusted_networks=()
+        if isinstance(proxies, int)
+        else tuple(ipaddress.ip_network(p, strict=False) for p in proxies),
+        drain_bytes=raw.drain_bytes,
+    )
 
 
 def load_service_config(config_path: str | os.PathLike[str] | None) -> ServiceConfig:

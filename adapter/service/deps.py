@@ -5,9 +5,10 @@ rate limit, region. Module-level so FastAPI can resolve them; the app's state co
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -31,11 +32,38 @@ class Call:
 
 
 def client_ip(request: Request, config: ServiceConfig) -> str:
-    if config.trust_forwarded_for:
-        fwd = request.headers.get("x-forwarded-for")
-        if fwd:
-            return fwd.split(",", 1)[0].strip()
-    return request.client.host if request.client else "unknown"
+    """The caller's address: the peer's, or behind trusted proxies the one they recorded.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, so only the
+    right-hand end of the list was written by proxies becare trusts; whatever a client put in the
+    header itself sits to the left and is never used. With ``trusted_proxies: N`` the client is
+    the entry N from the right (the left-most one when there are fewer); with a list of networks it
+    is the right-most entry outside them, provided the peer itself is one of them.
+    """
+    peer = request.client.host if request.client else "unknown"
+    if not config.trust_forwarded_for:
+        return peer
+    # several X-Forwarded-For headers are one list, in order (RFC 9110 section 5.3)
+    entries = [e.strip() for h in request.headers.getlist("x-forwarded-for") for e in h.split(",")]
+    entries = [e for e in entries if e]
+    if not entries:
+        return peer
+    if not config.trusted_networks:
+        return entries[-min(config.trusted_proxies, len(entries))][:64]
+    if not _trusted(peer, config):
+        return peer
+    for entry in reversed(entries):
+        if not _trusted(entry, config):
+            return entry[:64]
+    return entries[0][:64]
+
+
+def _trusted(address: str, config: ServiceConfig) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in config.trusted_networks)
 
 
 def negotiate(request: Request) -> neg.Negotiated:
@@ -122,6 +150,13 @@ SUBMIT = Depends(requires("submit", body=True))
 MAP = Depends(requires("validate"))  # $map takes JSON/YAML documents, not FHIR media types
 READ = Depends(requires("read"))
 AUDIT = Depends(requires("audit"))
+
+# The same checks as parameter types: ``call: ValidateCall``.
+ValidateCall = Annotated[Call, VALIDATE]
+SubmitCall = Annotated[Call, SUBMIT]
+MapCall = Annotated[Call, MAP]
+ReadCall = Annotated[Call, READ]
+AuditCall = Annotated[Call, AUDIT]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -19,11 +19,3 @@ class CodeResult:
 
     status: Status
     message: str | None = None
-
-    @property
-    def valid(self) -> bool:
-        return self.status == "valid"
-
-    @property
-    def invalid(self) -> bool:
-        return self.status == "invalid"

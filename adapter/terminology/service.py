@@ -130,13 +130,6 @@ class Terminology:
             return None
         return compiled.membership.yes
 
-    def display_of(self, system: str, code: str) -> str | None:
-        """The preferred display of a code in a known code system."""
-        index = self._code_system(system)
-        canonical = index.lookup(code) if index is not None else None
-        names = index.displays.get(canonical, ()) if index is not None and canonical else ()
-        return names[0] if names else None
-
     # -- checks -----------------------------------------------------------------------------
     def _validate_without_system(self, compiled: _Compiled, code: str, display: str | None) -> CodeResult:
         """FHIR ``code`` elements carry no system: find the code among the value set's codes."""

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapter.forwarding.mockhub import Fault, MockHub, MockHubState, Received
+    from adapter.testing.mockhub import Fault, MockHub, MockHubState, Received
 
 
 class HubHandle:
-    """Wraps a started ``adapter.forwarding.mockhub.MockHub`` (``.hub``)."""
+    """Wraps a started ``adapter.testing.mockhub.MockHub`` (``.hub``)."""
 
     def __init__(self, hub: MockHub) -> None:
         self.hub = hub
@@ -113,7 +113,7 @@ class HubHandle:
 
     def fail_always(self, fault: str | Fault | dict[str, Any] | None) -> None:
         """Apply a fault to every request until called with ``None`` (a hub that is down)."""
-        from adapter.forwarding.mockhub import Fault
+        from adapter.testing.mockhub import Fault
 
         self.state.always = (
             None if fault is None else (fault if isinstance(fault, Fault) else Fault.from_json(fault))

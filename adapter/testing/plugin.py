@@ -137,8 +137,8 @@ def becare_today() -> dt.date:
 
 @pytest.fixture(scope="session")
 def _becare_hub() -> Iterator[HubHandle]:
-    from adapter.forwarding.mockhub import MockHub
     from adapter.testing.hub import HubHandle
+    from adapter.testing.mockhub import MockHub
 
     with MockHub() as hub:
         yield HubHandle(hub)

@@ -53,19 +53,6 @@ class Issue:
     def at(self, line: int | None, col: int | None) -> Issue:
         return replace(self, line=line, col=col)
 
-    def with_prefix(self, prefix: str) -> Issue:
-        """Re-root the expression, e.g. when a resource was validated inside a Bundle entry."""
-        expr = self.expression
-        if not prefix:
-            return self
-        if not expr:
-            return replace(self, expression=prefix)
-        head, _, rest = expr.partition(".")
-        # An expression starts with the resource type, which the prefix already names.
-        if head and head[0].isupper() and "[" not in head:
-            return replace(self, expression=f"{prefix}.{rest}" if rest else prefix)
-        return replace(self, expression=f"{prefix}.{expr}")
-
 
 def has_errors(issues: Iterable[Issue]) -> bool:
     return any(i.is_error for i in issues)

@@ -9,7 +9,6 @@ to dictionary look-ups.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +119,6 @@ class ElementRule:
     @property
     def type_codes(self) -> tuple[str, ...]:
         return tuple(t.code for t in self.types)
-
-    def is_repeating(self) -> bool:
-        return self.max > 1
 
 
 def _parse_max(value: str | None) -> float:
@@ -254,9 +250,6 @@ def compile_structure(sd: dict[str, Any]) -> CompiledStructure:
         by_id=by_id,
         sd=sd,
     )
-
-
-ResolveType = Callable[[str], "CompiledStructure | None"]
 
 
 def json_children(

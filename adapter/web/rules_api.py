@@ -4,7 +4,7 @@ The page explains each issue with the rule's title, fix, severity per region and
 interfederal agreement. Building that from the catalog here (pure functions, no HTTP) keeps the
 explanations identical to ``becare explain`` and ``docs/rules.md``, which read the same catalog.
 One rule (``GET /rules/{id}``) also carries the example that breaks it, as ``becare explain``
-computes it (``adapter.rules.explainer``): only asked for when the user opens an explanation,
+computes it (``adapter.explainer``): only asked for when the user opens an explanation,
 because it runs the rule's sample through the rulebook.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.explainer import compact_json, explanation, render_text
 from adapter.rules.catalog import LANGS, REGIONS, RULE_SYSTEM, Catalog, Rule, load_catalog
-from adapter.rules.explainer import compact_json, explanation, render_text
 
 
 class UnknownLanguage(ValueError):

@@ -6,8 +6,11 @@ The example is not prose written next to the rule: it is the rule's own breaking
 rulebook at explain time, so the message and location shown are exactly what a user would get,
 and an example that stops breaking the rule fails the tests instead of silently lying.
 ``explanation()`` returns a plain dict so the HTTP service can serve it as JSON; ``render_text()``
-is the terminal form. (Not named ``explain.py``: importing a submodule of that name would replace
-the ``adapter.rules.explain`` function on the package.)
+is the terminal form.
+
+It sits above both the rulebook (``adapter.rules``) and the episode registry
+(``adapter.registry``): the samples of IC-ONE-1/2 run against a throwaway registry holding
+earlier submissions, and the registry itself is built on the rulebook's reading of a bundle.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from typing import Any
 import yaml
 
 from adapter.datafiles import data_dir
+from adapter.fhirio.paths import parse_path
+from adapter.registry import EpisodeRegistry
 from adapter.rules.catalog import LANGS, REGIONS, Catalog, load_catalog
+from adapter.rules.engine import check_rulebook
 
 MAX_LIST = 6  # list items kept in a fragment; the rest is summarised
 MAX_DEPTH = 10
@@ -100,12 +106,8 @@ def _load(rel: str) -> dict[str, Any]:
 
 def _run_sample(sample: dict[str, Any], rule_id: str, lang: str, catalog: Catalog) -> tuple[dict, Any]:
     """Run the rulebook on the sample as the validator would; returns (bundle, first issue of the rule)."""
-    from adapter.rules.engine import check_rulebook
-
     registry = None
     if sample.get("registry"):  # IC-ONE-*: earlier submissions recorded in a throwaway registry
-        from adapter.registry import EpisodeRegistry
-
         registry = EpisodeRegistry("sqlite://", salt="becare-explain")
         for prior in sample["registry"]:
             registry.record(_load(prior))
@@ -122,8 +124,6 @@ def _run_sample(sample: dict[str, Any], rule_id: str, lang: str, catalog: Catalo
 
 def _walk(root: Any, expression: str) -> list[tuple[str, int | None, Any]] | None:
     """(name, index, value) for each step of a navigational expression; None if it does not resolve."""
-    from adapter.fhirio.paths import parse_path
-
     steps = parse_path(expression) or []
     if not steps or steps[0].function or steps[0].name != root.get("resourceType"):
         return None
@@ -346,3 +346,8 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"  {label('references', lang)}:")
         lines += [f"    {ref} = {rtype}" for ref, rtype in example["references"].items()]
     return "\n".join(lines) + "\n"
+
+
+def explain(rule_id: str, lang: str = "en", catalog: Catalog | None = None) -> str:
+    """Plain-text explanation of one rule for ``becare explain`` (raises UnknownRuleError)."""
+    return render_text(explanation(rule_id, lang, catalog))

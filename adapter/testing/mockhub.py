@@ -17,7 +17,7 @@ posted to the base is not one) and ``GET /mhd/DocumentReference?identifier=`` (I
 per ``Bundle.identifier`` are counted (``MockHubState.copies()`` / ``duplicates()``,
 ``GET /_mock/counts``) so a test can assert that nothing arrived twice.
 
-Serve it with ``python -m adapter.forwarding.mockhub``. Control API under ``/_mock`` (received,
+Serve it with ``python -m adapter.testing.mockhub``. Control API under ``/_mock`` (received,
 requests, lookups, counts, faults, mode, metahub, reset).
 """
 
@@ -600,7 +600,7 @@ class MockHub:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapter.forwarding.mockhub",
+    parser = argparse.ArgumentParser(prog="python -m adapter.testing.mockhub",
                                      description="becare mock hub (FHIR + MHD + toy metahub)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)

@@ -1,0 +1,15 @@
+"""The service's endpoints, one router per group; ``create_app`` includes them all."""
+
+from adapter.service.routes import accept, audit, deliveries, mapping, operations, validate
+
+ROUTERS = (
+    validate.router,
+    accept.router,
+    operations.discovery,
+    mapping.router,
+    deliveries.router,
+    audit.router,
+    operations.router,
+)
+
+__all__ = ["ROUTERS"]
