@@ -393,6 +393,120 @@ def extension(
 
 
 URL_SLICING = {"discriminator": [{"type": "value", "path": "url"}], "rules": "open"}
+
+
+# A sub-extension of a complex extension: (name, min, max, value type or nested parts, short)
+Part = tuple[str, int, str, "str | list[Any]", str]
+
+
+def _parts(root_id: str, root_path: str, parts: list[Part]) -> list[dict[str, Any]]:
+    """Differential elements for the sub-extensions of a complex extension (nested ones too)."""
+    out: list[dict[str, Any]] = [
+        _el(f"{root_path}.extension", id=f"{root_id}.extension", slicing=URL_SLICING),
+    ]
+    for name, lo, hi, kind, short in parts:
+        sid = f"{root_id}.extension:{name}"
+        out.append(_el(f"{root_path}.extension", id=sid, sliceName=name, min=lo, max=hi, short=short))
+        if isinstance(kind, list):
+            out.extend(_parts(sid, f"{root_path}.extension", kind))
+            out.append(_el(f"{root_path}.extension.url", id=f"{sid}.url", fixedUri=name))
+            out.append(_el(f"{root_path}.extension.value[x]", id=f"{sid}.value[x]", max="0"))
+        else:
+            out.append(_el(f"{root_path}.extension.extension", id=f"{sid}.extension", max="0"))
+            out.append(_el(f"{root_path}.extension.url", id=f"{sid}.url", fixedUri=name))
+            out.append(
+                _el(f"{root_path}.extension.value[x]", id=f"{sid}.value[x]", min=1, type=[{"code": kind}])
+            )
+    return out
+
+
+def complex_extension(
+    rid: str, name: str, title: str, context: str, parts: list[Part], description: str
+) -> dict[str, Any]:
+    """An extension made of sub-extensions only (no value of its own)."""
+    sd = _meta("StructureDefinition", rid, name, title)
+    sd.update(
+        {
+            "description": description,
+            "fhirVersion": "4.0.1",
+            "kind": "complex-type",
+            "abstract": False,
+            "context": [{"type": "element", "expression": context}],
+            "type": "Extension",
+            "baseDefinition": FHIR + "Extension",
+            "derivation": "constraint",
+            "differential": {
+                "element": [
+                    _el("Extension", short=title),
+                    *_parts("Extension", "Extension", parts),
+                    _el("Extension.url", fixedUri=f"{BASE}/StructureDefinition/{rid}"),
+                    _el("Extension.value[x]", max="0"),
+                ]
+            },
+        }
+    )
+    return sd
+
+
+def report_extensions() -> list[dict[str, Any]]:
+    """The extensions becare puts on the OperationOutcomes it writes (adapter/validation/provenance.py
+    and issues.py), defined so that a report validated by becare, or by any FHIR validator that
+    loads this package, is not an error of its own."""
+    return [
+        complex_extension(
+            "ext-validation-provenance",
+            "ExtValidationProvenance",
+            "What judged this validation report",
+            "OperationOutcome",
+            [
+                ("validator", 0, "1", "string", "Name of the validator"),
+                ("validatorVersion", 0, "1", "string", "Version of the validator"),
+                ("rulebookVersion", 0, "1", "string", "Version of the interfederal rulebook"),
+                ("package", 0, "*", "string", "A FHIR package loaded, as id#version"),
+                (
+                    "profile",
+                    0,
+                    "*",
+                    [
+                        ("resource", 1, "1", "string", "FHIRPath of the resource"),
+                        ("applied", 1, "*", "canonical", "A profile applied to it"),
+                    ],
+                    "Profiles applied to one resource",
+                ),
+                (
+                    "canonical",
+                    0,
+                    "*",
+                    [
+                        ("declared", 1, "1", "canonical", "The canonical the content declared"),
+                        ("applied", 1, "1", "canonical", "The canonical becare applied instead"),
+                        ("at", 0, "1", "string", "FHIRPath of the declaration"),
+                    ],
+                    "A declared canonical mapped to the one applied",
+                ),
+                ("region", 0, "1", "code", "Federated entity whose rules applied"),
+                ("date", 0, "1", "date", "The validation date rules judged against"),
+                ("duration", 0, "1", "Duration", "Time the validation took"),
+            ],
+            "Provenance of a validation report: validator and rulebook versions, packages loaded, "
+            "profiles applied per resource, canonicals mapped, region, validation date and duration.",
+        ),
+        complex_extension(
+            "ext-suppressed",
+            "ExtSuppressed",
+            "Issue suppressed by a suppression file",
+            "OperationOutcome.issue",
+            [
+                ("severity", 1, "1", "code", "The severity the issue had before it was suppressed"),
+                ("reason", 1, "1", "string", "Why it is suppressed (from the suppression file)"),
+                ("entry", 1, "1", "integer", "Number of the suppression in its file (1-based)"),
+                ("until", 0, "1", "date", "Last day the suppression applies"),
+            ],
+            "Marks an issue that a suppression file turned into information, keeping what it was.",
+        ),
+    ]
+
+
 PATIENT = BE_CORE + "be-patient"
 PRACTITIONER = BE_CORE + "be-practitioner"
 ROLE = BE_CORE + "be-practitionerrole"
@@ -565,7 +679,7 @@ def build(rulebook: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for rid, (name, title, concepts) in systems.items():
         out[f"CodeSystem-{rid}.json"] = code_system(rid, name, title, concepts)
         out[f"ValueSet-{rid}.json"] = value_set(rid, name, title)
-    for sd in profiles():
+    for sd in [*profiles(), *report_extensions()]:
         out[f"StructureDefinition-{sd['id']}.json"] = sd
     return out
 

@@ -26,9 +26,18 @@ def _run(*args: str) -> str:
 
 def test_bench_validate_quick_run() -> None:
     out = _run("-m", "bench.bench_validate", "--quick")
-    assert "ratio" in out and "rulebook cost" in out
-    assert "linearity:" in out
-    assert "first validation after start" in out and "peak RSS" in out
+    assert "1. bytes -> OperationOutcome vs fhir.resources" in out
+    for shape in ("Flemish care sample", "entries, no narrative", "1,000 entries"):
+        assert f"{shape}" in out and out.count(shape) >= 2, shape  # JSON and XML rows
+    assert "2. linearity:" in out
+    assert "3. becare validate" in out and "as a fresh process" in out and "peak RSS" in out
+    assert "4. $validate over HTTP" in out and "bundles/s" in out and "p99" in out
+
+
+def test_bench_large_quick_run() -> None:
+    out = _run("-m", "bench.bench_large", "--quick")
+    assert out.count("exit code") == 3 and "exit code 2" not in out  # validated, not refused
+    assert "linear:" in out and "peak memory" in out
 
 
 def test_bench_http_short_run() -> None:

@@ -20,7 +20,8 @@ from adapter.validation.issues import Issue
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 # the classic (Ant/Jenkins) layout: element order inside a testcase, and time as seconds
-_CASE_CHILD_ORDER = ("skipped", "error", "failure", "system-out", "system-err")
+# ``properties`` (provenance per input) first, as pytest's junitxml writes record_property
+_CASE_CHILD_ORDER = ("properties", "skipped", "error", "failure", "system-out", "system-err")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 
@@ -98,9 +99,10 @@ def test_classic_ci_layout(junit_run: tuple[subprocess.CompletedProcess[str], Pa
     for attr in ("name", "tests", "failures", "errors", "skipped", "time", "timestamp", "hostname"):
         assert suite.get(attr), attr
     assert _TIMESTAMP.match(suite.get("timestamp"))
-    assert int(root.get("tests")) == int(suite.get("tests")) == len(suite)
-    for case in suite:
-        assert case.tag == "testcase"
+    assert suite[0].tag == "properties"  # the run's provenance, then the cases
+    cases = suite.findall("testcase")
+    assert int(root.get("tests")) == int(suite.get("tests")) == len(cases) == len(suite) - 1
+    for case in cases:
         assert set(case.attrib) == {"name", "classname", "time"}
         assert float(case.get("time")) >= 0
         order = [_CASE_CHILD_ORDER.index(child.tag) for child in case]  # unknown tags raise here

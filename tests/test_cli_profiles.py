@@ -60,9 +60,10 @@ def test_our_profiles_are_listed_with_url_version_type_kind(capsys: pytest.Captu
         sd = by_url[BECARE + pid]
         assert (sd["type"], sd["kind"], sd["category"]) == (rtype, "resource", "profile")
         assert sd["version"] == default_store().get(BECARE + pid)["version"]
-    for ext in ("ext-region", "ext-case-management-trigger"):
+    # the contract's two, and the two becare puts on the OperationOutcomes it writes
+    for ext in ("ext-region", "ext-case-management-trigger", "ext-validation-provenance", "ext-suppressed"):
         assert by_url[BECARE + ext]["category"] == "extension"
-    assert ours["counts"]["by_category"] == {"profile": 7, "extension": 2}
+    assert ours["counts"]["by_category"] == {"profile": 7, "extension": 4}
     assert ours["counts"]["CodeSystem"] >= 8  # the contract's code systems, section 3
 
 

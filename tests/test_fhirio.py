@@ -546,7 +546,11 @@ def test_locate_is_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not doc.located and calls == []
     assert doc.locate("Bundle.entry[1]") == (6, 5)
     assert doc.locate("Bundle.entry[2]") == (7, 5)
-    assert doc.located and calls == [1]  # built once, then cached
+    # read along the paths asked for: the whole-text tokenizer never runs without duplicate keys
+    assert doc.located and calls == []
+    dup = parse(LOCATE_JSON.replace('"type": "collection"', '"type": "collection", "type": "batch"'))
+    assert calls == [1]  # a duplicate key: tokenized once, to say where it is
+    assert dup.locate("Bundle.entry[1]") == (6, 5) and calls == [1]  # and that index is reused
 
 
 def test_locate_xml() -> None:

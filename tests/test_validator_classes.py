@@ -155,11 +155,13 @@ def test_profiles_resolve_by_any_canonical_form(
 
 
 def test_unknown_version_is_named_with_the_loaded_ones(validator: Validator) -> None:
+    # declared in meta.profile: the profile is loaded, that version is not, so the resource cannot
+    # be checked against what it claims: an error (fail closed), naming the loaded versions
     patient = {"resourceType": "Patient", "id": "p", "meta": {"profile": [OID + "|3.0.0"]}}
-    assert _errors(validator, patient) == []
-    (warning,) = _warnings(validator, patient)
-    assert f"'{OID}|3.0.0' has not been checked because it is unknown" in warning
-    assert "loaded: 1.0.0, 2.0.0" in warning
+    (error,) = _errors(validator, patient)
+    assert error.startswith(f"Patient.meta.profile[0]: Profile reference '{OID}|3.0.0' cannot be checked")
+    assert "loaded: 1.0.0, 2.0.0" in error
+    assert not any("3.0.0" in w for w in _warnings(validator, patient))
     found = _errors(validator, {"resourceType": "Patient"}, profiles=(OID + "|3.0.0",))
     assert found == [
         f"Patient: Unable to find the profile '{OID}|3.0.0' (version not loaded; loaded: 1.0.0, 2.0.0)"

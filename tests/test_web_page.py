@@ -227,6 +227,10 @@ def _line(issue: dict[str, Any]) -> int:
     return next(e["valueInteger"] for e in issue["extension"] if e["url"].endswith("issue-line"))
 
 
+def _col(issue: dict[str, Any]) -> int:
+    return next(e["valueInteger"] for e in issue["extension"] if e["url"].endswith("issue-col"))
+
+
 # -- the page in the browser ----------------------------------------------------------------------------
 @in_browser
 def test_upload_shows_rule_ids_switch_language_and_download(
@@ -242,12 +246,12 @@ def test_upload_shows_rule_ids_switch_language_and_download(
     english = _api_outcome(service.base, TEAM_SAMPLE.read_bytes(), "en")
     api_issue = _rule_issue(english, "IC-TEAM-1")
     item = run.issue("IC-TEAM-1")
-    # Grouped under the resource the issue is about, with its location and line from the service.
-    entry = re.match(r"Bundle\.entry\[\d+\]", api_issue["expression"][0])
-    assert entry is not None
+    # Under its severity, with its location, line and the resource it is about.
     group = page.locator("#groups section.group", has=page.locator("li.issue[data-rule='IC-TEAM-1']"))
-    assert group.locator("h3").text_content().startswith(entry.group(0))
-    assert "CareTeam" in group.locator("h3").text_content()
+    assert group.get_attribute("data-severity") == api_issue["severity"]
+    assert group.locator("h3").text_content().startswith(TEXTS["en"][f"group.{api_issue['severity']}"])
+    assert re.match(r"Bundle\.entry\[\d+\]", api_issue["expression"][0])
+    assert item.locator(".resource").text_content().strip() == "in CareTeam"  # the sample has no ids
     assert item.locator(".expr").text_content() == api_issue["expression"][0]
     assert f"{_line(api_issue)}" in item.locator(".linecol").text_content()
     assert item.locator(".msg").text_content() == api_issue["details"]["text"]
@@ -366,6 +370,110 @@ def test_messages_quoting_user_data_are_not_markup(run: PageRun) -> None:
     assert page.evaluate("window.__owned") is None
 
 
+def _without_narrative_two_errors() -> dict[str, Any]:
+    """The flanders sample with no narrative anywhere (a dom-6 warning per resource) and two wrong
+    task statuses near its end: two errors of one kind whose messages quote different values."""
+    bundle = json.loads((ROOT / "samples" / "valid" / "flanders-care-coordination.json").read_text("utf-8"))
+    for entry in bundle["entry"]:
+        entry["resource"].pop("text", None)
+    tasks = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"]
+    tasks[-2]["status"] = "bogus"
+    tasks[-1]["status"] = "wrong"
+    return bundle
+
+
+def _message_id(issue: dict[str, Any]) -> str | None:
+    return next((e["valueString"] for e in issue["extension"] if e["url"].endswith("message-id")), None)
+
+
+@in_browser
+def test_errors_first_repeated_warnings_folded_and_a_severity_filter(
+    run: PageRun, service: LiveService, tmp_path: Path
+) -> None:
+    bundle = _without_narrative_two_errors()
+    text = json.dumps(bundle, indent=2)
+    api = _api_outcome(service.base, text.encode(), "en")
+    errors = [i for i in api["issue"] if i["severity"] == "error"]
+    dom6 = [i for i in api["issue"] if _message_id(i) == "dom-6"]
+    assert len(errors) == 2 and len(dom6) == len(bundle["entry"])
+    assert api["issue"].index(errors[0]) >= 17  # in document order the errors sit below the warnings
+
+    page = run.page
+    run.paste(text)
+    page.click("#validate")
+    run.wait_done("en")
+    severities = page.eval_on_selector_all("#groups section.group", "els => els.map(e => e.dataset.severity)")
+    assert severities == ["error", "warning", "information"]
+    # The two errors come first, in document order, each on its own row: same code, other values.
+    rows = page.locator("#groups li.issue")
+    messages = [e["details"]["text"] for e in errors]
+    assert [rows.nth(k).locator(".msg").text_content() for k in (0, 1)] == messages
+    assert all("sev-error" in (rows.nth(k).get_attribute("class") or "") for k in (0, 1))
+    assert "'bogus'" in messages[0] and "'wrong'" in messages[1]
+    # Every missing narrative: one row with the count ...
+    folded = page.locator("#groups li.issue", has_text=dom6[0]["details"]["text"])
+    assert folded.count() == 1
+    row = folded.first
+    assert "sev-warning" in (row.get_attribute("class") or "")
+    assert row.get_attribute("data-count") == str(len(dom6))
+    assert row.locator(".times").text_content() == f"×{len(dom6)}"
+    # ... and its places, listed when opened: document order, line and column, the resource.
+    summary = row.locator("details.locations summary")
+    assert summary.text_content() == TEXTS["en"]["fold.locations"].replace("{n}", str(len(dom6)))
+    summary.click()
+    row.locator(".loc-item").first.wait_for(timeout=WAIT_MS)
+    assert row.locator(".loc-item .expr").all_text_contents() == [i["expression"][0] for i in dom6]
+    assert row.locator(".loc-item .linecol").all_text_contents() == [
+        " " + TEXTS["en"]["loc.line"].format(line=_line(i), col=_col(i)) for i in dom6
+    ]
+    first = bundle["entry"][0]["resource"]
+    resource = row.locator(".loc-item .resource").first.text_content()
+    assert resource == " in " + first["resourceType"] + (f"/{first['id']}" if "id" in first else "")
+
+    # The severity filter: one box per severity present, with its count.
+    def box(severity: str) -> Any:
+        return page.locator(f"#filter input[data-severity='{severity}']")
+
+    def section(severity: str) -> Any:
+        return page.locator(f"#groups section.group[data-severity='{severity}']")
+
+    boxes = page.eval_on_selector_all("#filter input", "els => els.map(e => e.dataset.severity)")
+    assert boxes == ["error", "warning", "information"]
+    assert all(box(s).is_checked() for s in boxes)
+    warnings_label = TEXTS["en"]["filter.warning"].replace("{n}", str(len(dom6)))
+    assert page.locator("#filter label.sev-warning").text_content() == warnings_label
+    assert page.locator("#filtered").is_hidden()
+    box("warning").uncheck()
+    assert section("warning").is_hidden()
+    assert section("error").is_visible() and section("information").is_visible()
+    hidden = TEXTS["en"]["filter.hidden"]
+    assert page.locator("#filtered").text_content() == hidden.replace("{n}", str(len(dom6)))
+    box("error").uncheck()
+    assert section("error").is_hidden()
+    assert page.locator("#filtered").text_content() == hidden.replace("{n}", str(len(dom6) + 2))
+    box("error").check()
+    assert section("error").is_visible() and section("warning").is_hidden()
+    # The choice outlives a re-validation in another language.
+    page.select_option("#lang", "fr")
+    run.wait_done("fr")
+    assert not box("warning").is_checked() and box("error").is_checked()
+    assert section("warning").is_hidden() and section("error").is_visible()
+    french_label = TEXTS["fr"]["filter.warning"].replace("{n}", str(len(dom6)))
+    assert page.locator("#filter label.sev-warning").text_content() == french_label
+    assert section("error").locator("h3").text_content().startswith(TEXTS["fr"]["group.error"])
+    box("warning").check()
+    assert section("warning").is_visible() and page.locator("#filtered").is_hidden()
+
+    # The download is still the service's OperationOutcome: one issue per finding, nothing folded.
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / "outcome.json"
+    info.value.save_as(target)
+    outcome = json.loads(target.read_text(encoding="utf-8"))
+    assert len(outcome["issue"]) == len(api["issue"])
+    assert sum(1 for i in outcome["issue"] if _message_id(i) == "dom-6") == len(dom6)
+
+
 @in_browser
 def test_the_page_works_when_the_service_requires_an_api_key(browser: Any, secured: LiveService) -> None:
     assert httpx.post(secured.base + "/fhir/$validate", content=b"{}").status_code == 401
@@ -475,6 +583,8 @@ def test_every_text_of_the_page_exists_in_four_languages() -> None:
     used = set(re.findall(r'data-i18n(?:-placeholder)?="([^"]+)"', html))
     used |= set(re.findall(r'\bt\("([a-z.]*[a-z])"', js))
     used |= {f"severity.{s}" for s in ("fatal", "error", "warning", "information", "off")}
+    severities = ("fatal", "error", "warning", "information")
+    used |= {f"{kind}.{s}" for kind in ("group", "filter") for s in severities}  # t("group." + severity)
     assert used <= keys, sorted(used - keys)
 
 

@@ -18,6 +18,7 @@ import logging
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a package member larger than this is not a definition file
 _PACKAGE_SUFFIXES = (".tgz", ".tar.gz")
@@ -102,8 +103,19 @@ def parse_bytes(data: bytes, name: str) -> object | None:
     return None
 
 
-def _from_file(path: Path, skipped: list[str] | None = None) -> Iterator[tuple[dict, str]]:
-    """One file; errors raise unless ``skipped`` collects them (a file inside a folder)."""
+def _from_file(
+    path: Path, skipped: list[str] | None = None, indexed: bool = False
+) -> Iterator[tuple[Any, str]]:
+    """One file; errors raise unless ``skipped`` collects them (a file inside a folder). With
+    ``indexed``, a gzipped Bundle that has an index (adapter/dataindex.py) gives its resources
+    unread, as ``LazyResource``s, for the store to parse when they are first asked for."""
+    if indexed and path.name.lower().endswith(".json.gz"):
+        from adapter.dataindex import indexed_resources
+
+        lazy = indexed_resources(path, CANONICAL_TYPES)
+        if lazy is not None:
+            yield from ((resource, f"{path}#entry[{i}]") for resource, i in lazy)
+            return
     try:
         data = path.read_bytes()
         parsed = parse_bytes(data, path.name)
@@ -161,12 +173,17 @@ def _from_package(path: Path, skipped: list[str] | None = None) -> Iterator[tupl
 
 
 def iter_resources(
-    path: str | Path, *, skip_names: Iterable[str] = (), skipped: list[str] | None = None
-) -> Iterator[tuple[dict, str]]:
+    path: str | Path,
+    *,
+    skip_names: Iterable[str] = (),
+    skipped: list[str] | None = None,
+    indexed: bool = False,
+) -> Iterator[tuple[Any, str]]:
     """Yield (resource, source) for every conformance resource found at ``path``.
 
     A single file that cannot be read is an error. In a folder or package, what cannot be read
-    is skipped, and described in ``skipped`` when given (and logged as a warning)."""
+    is skipped, and described in ``skipped`` when given (and logged as a warning). ``indexed``:
+    see ``_from_file`` (the vendored folders only; what users load is read as it is)."""
     path = Path(path)
     skip = set(skip_names)
     if path.is_dir():
@@ -181,7 +198,7 @@ def iter_resources(
                 except ConformanceError as exc:
                     _skip(skipped, str(exc))
             elif f.name.lower().endswith(_DEFINITION_SUFFIXES) and f.name not in _PACKAGE_META:
-                yield from _from_file(f, skipped if skipped is not None else [])
+                yield from _from_file(f, skipped if skipped is not None else [], indexed)
         return
     if not path.exists():
         raise ConformanceError(f"{path}: no such file or folder")
@@ -191,3 +208,37 @@ def iter_resources(
         yield from _from_file(path)
     else:
         raise ConformanceError(f"{path}: expected a .json, .xml, .json.gz file, a folder or a package .tgz")
+
+
+def package_identity(path: str | Path) -> tuple[str, str | None] | None:
+    """(name, version) from the ``package.json`` of a FHIR package (``.tgz``, or a folder holding
+    ``package.json`` or ``package/package.json``), None when ``path`` is not one. For provenance:
+    which packages judged a report."""
+    path = Path(path)
+    raw: bytes | None = None
+    try:
+        if path.is_dir():
+            for candidate in (path / "package.json", path / "package" / "package.json"):
+                if candidate.is_file():
+                    raw = candidate.read_bytes()
+                    break
+        elif path.name.lower().endswith(_PACKAGE_SUFFIXES):
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and member.name.lstrip("./") == "package/package.json":
+                        fh = tar.extractfile(member)
+                        raw = fh.read(1024 * 1024) if fh is not None else None
+                        break
+    except (OSError, tarfile.TarError, EOFError):
+        return None
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    version = meta.get("version")
+    return name, version if isinstance(version, str) and version else None

@@ -13,13 +13,19 @@ import itertools
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapter.conformance.loader import CANONICAL_TYPES, ConformanceError, iter_resources, log
+from adapter.conformance.loader import (
+    CANONICAL_TYPES,
+    ConformanceError,
+    iter_resources,
+    log,
+    package_identity,
+)
 from adapter.conformance.snapshot import SnapshotError, generate_snapshot
 from adapter.datafiles import data_dir
+from adapter.dataindex import LazyResource
 
 __all__ = [
     "CANONICAL_TYPES",
@@ -37,12 +43,46 @@ CORE_SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
 _SEQ = itertools.count()  # global, so content added to a child is always "later" than its parent's
 
 
-@dataclass
+_LAZY_LOCK = threading.Lock()
+
+
 class _Entry:
-    resource: dict
-    version: str | None
-    source: str | None
-    seq: int
+    """One resource of a store. A vendored resource read through an index (adapter/dataindex.py)
+    is parsed when first read: its url and version, which the store indexes, come from the index."""
+
+    __slots__ = ("_lazy", "_resource", "seq", "source", "url", "version")
+
+    def __init__(
+        self, resource: dict | None, version: str | None, source: str | None, seq: int, lazy: Any = None
+    ) -> None:
+        self._resource = resource
+        self._lazy = lazy
+        self.version = version
+        self.source = source
+        self.seq = seq
+        self.url = lazy.url if lazy is not None else resource.get("url") if resource is not None else None
+
+    @property
+    def resource(self) -> dict:
+        resource = self._resource
+        if resource is None:
+            with _LAZY_LOCK:  # one parse, and one dict every reader shares
+                resource = self._resource
+                if resource is None:
+                    resource = self._resource = self._lazy.load()
+                    self._lazy = None
+        return resource  # type: ignore[return-value]
+
+    @resource.setter
+    def resource(self, value: dict) -> None:
+        self._resource = value
+
+    def summary(self) -> Any:
+        """The resource, or (unread) what its index says of it (``dataindex.SD_SUMMARY``)."""
+        lazy = self._lazy
+        if lazy is not None and "summary" in lazy.extra:
+            return lazy.extra["summary"]
+        return self.resource
 
 
 def version_key(version: str | None) -> tuple:
@@ -77,10 +117,17 @@ class ConformanceStore:
         self._lock = threading.RLock()
         self._generating: set[str] = set()
         self.skipped: list[str] = []  # what load() left out of folders and packages, and why
+        # (id, version) of what was loaded here: packages by their package.json, other content by
+        # its file or folder name with no version (report provenance)
+        self.packages: list[tuple[str, str | None]] = []
 
     # -- adding -----------------------------------------------------------------------------
     def add(self, resource: dict, source: str | None = None) -> None:
-        """Index one conformance resource; other resource types are rejected with a clear error."""
+        """Index one conformance resource; other resource types are rejected with a clear error.
+        A ``LazyResource`` (the vendored data, read through its index) is indexed unread."""
+        if isinstance(resource, LazyResource):
+            self._add_lazy(resource, source)
+            return
         if not isinstance(resource, dict):
             raise ConformanceError(f"{source or 'resource'}: not a FHIR resource")
         rtype = resource.get("resourceType")
@@ -96,6 +143,23 @@ class ConformanceStore:
                 self._by_url.setdefault(url, []).append(entry)
             if rtype == "NamingSystem":
                 for uid in resource.get("uniqueId", []):
+                    if isinstance(uid, dict) and isinstance(uid.get("value"), str):
+                        self._naming[uid["value"]] = entry
+
+    def _add_lazy(self, lazy: LazyResource, source: str | None) -> None:
+        """``add`` of a resource not read yet: the same checks and indexes, from its index."""
+        rtype, url = lazy.rtype, lazy.url
+        if rtype not in CANONICAL_TYPES:
+            raise ConformanceError(f"{source or 'resource'}: {rtype!r} is not a conformance resource")
+        if rtype != "NamingSystem" and (not isinstance(url, str) or not url):
+            raise ConformanceError(f"{source or 'resource'}: {rtype} without a canonical url")
+        entry = _Entry(None, lazy.version, source, next(_SEQ), lazy)
+        with self._lock:
+            self._by_type.setdefault(rtype, []).append(entry)
+            if isinstance(url, str) and url:
+                self._by_url.setdefault(url, []).append(entry)
+            if rtype == "NamingSystem":
+                for uid in lazy.extra.get("uniqueId") or []:
                     if isinstance(uid, dict) and isinstance(uid.get("value"), str):
                         self._naming[uid["value"]] = entry
 
@@ -121,10 +185,20 @@ class ConformanceStore:
                 count += 1
         finally:
             self.skipped.extend(skipped)
+        self.packages.append(package_identity(path) or (Path(path).name, None))
         return count
 
     def overlay(self) -> ConformanceStore:
         return ConformanceStore(parent=self)
+
+    def loaded_packages(self) -> list[tuple[str, str | None]]:
+        """The packages of this store and its parents, the parents' first, each once."""
+        chain: list[ConformanceStore] = []
+        store: ConformanceStore | None = self
+        while store is not None:
+            chain.append(store)
+            store = store._parent
+        return list(dict.fromkeys(p for s in reversed(chain) for p in s.packages))
 
     # -- lookups ----------------------------------------------------------------------------
     def _own_entry(self, url: str, version: str | None) -> _Entry | None:
@@ -232,15 +306,27 @@ class ConformanceStore:
     def all(self, resource_type: str) -> Iterator[dict]:
         """Every resource of that type, own content first; parent content shadowed by the same
         url and version in a child is skipped."""
+        for entry in self._all_entries(resource_type):
+            yield entry.resource
+
+    def summaries(self, resource_type: str) -> Iterator[dict]:
+        """``all()``, where a vendored StructureDefinition not read yet is given by its index's
+        summary (id, url, kind, derivation, type, abstract: ``dataindex.SD_SUMMARY``), unread.
+        For callers that read nothing else, such as the list of resource types."""
+        for entry in self._all_entries(resource_type):
+            yield entry.summary()
+
+    def _all_entries(self, resource_type: str) -> Iterator[_Entry]:
         seen: set[tuple[Any, Any]] = set()
         store: ConformanceStore | None = self
         while store is not None:
             for entry in list(store._by_type.get(resource_type, ())):
-                key = (entry.resource.get("url") or id(entry), entry.version)
+                url = entry.resource.get("url") if entry._lazy is None else entry.url
+                key = (url or id(entry), entry.version)
                 if key in seen:
                     continue
                 seen.add(key)
-                yield entry.resource
+                yield entry
             store = store._parent
 
     def __len__(self) -> int:
@@ -253,6 +339,16 @@ _DEFAULT_LOCK = threading.Lock()
 # Not FHIR resources: the terminology module reads this file itself.
 _SKIP_FILES = frozenset({"valuesets-expanded.json.gz"})
 _FOLDER_ORDER = ("fhir-r4-core",)
+# The FHIR packages the vendored folders come from (profiles/SOURCES.md); they carry no package.json.
+VENDORED_PACKAGES: dict[str, tuple[str, str | None]] = {
+    "fhir-r4-core": ("hl7.fhir.r4.core", "4.0.1"),
+    "be-core": ("hl7.fhir.be.core", "2.1.2"),
+    "be-core-clinical": ("hl7.fhir.be.core-clinical", "1.1.0"),
+    "be-core-relatedperson": ("hl7.fhir.be.core-relatedperson", "draft"),
+    "be-patient-care": ("hl7.fhir.be.patient-care", "1.1.0"),
+    "be-terminology": ("hl7.fhir.be.terminology", "1.0.0"),
+    "becare": ("becare", "1.0.0"),
+}
 
 
 def _profile_folders(root: Path) -> list[Path]:
@@ -266,8 +362,12 @@ def build_default_store(root: Path | None = None) -> ConformanceStore:
     root = root or data_dir("profiles")
     store = ConformanceStore()
     for folder in _profile_folders(root):
-        for resource, source in iter_resources(folder, skip_names=_SKIP_FILES):
+        count = 0
+        for resource, source in iter_resources(folder, skip_names=_SKIP_FILES, indexed=True):
             store.add(resource, source)
+            count += 1
+        if count:
+            store.packages.append(VENDORED_PACKAGES.get(folder.name, (folder.name, None)))
     return store
 
 

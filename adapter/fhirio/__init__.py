@@ -3,10 +3,11 @@
 See ``docs/architecture.md`` ("adapter.fhirio") for the interface.
 """
 
+from typing import Any
+
 from adapter.fhirio.document import Document, parse, parse_file
 from adapter.fhirio.errors import DEFAULT_LIMITS, Limits, ParseError
 from adapter.fhirio.jsonwrite import to_json
-from adapter.fhirio.xmlwrite import to_xml
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -18,3 +19,13 @@ __all__ = [
     "to_json",
     "to_xml",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The XML writer (and lxml with it) is loaded when first asked for: reading and validating
+    # JSON never needs it, and it cost ~10 ms at the start of every ``becare validate``.
+    if name == "to_xml":
+        from adapter.fhirio.xmlwrite import to_xml
+
+        return to_xml
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

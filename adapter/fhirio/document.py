@@ -1,20 +1,22 @@
 """``parse``: bytes or text in, a ``Document`` (the internal form plus parse findings) out.
 
-The document keeps its source so that ``locate()`` can map an issue expression back to a
-line and column, but it only builds the position index on the first call: a valid
-document is never tokenized twice.
+The document keeps its source so that ``locate()`` / ``locate_many()`` can map issue
+expressions back to a line and column. Nothing is indexed while parsing: a valid document is
+never read again, and a document with issues is read only along the paths of its issues
+(``adapter.fhirio.locate``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adapter.fhirio import jsonparse, sniff
 from adapter.fhirio.errors import DEFAULT_LIMITS, Limits, ParseError
-from adapter.fhirio.model import core_model
+from adapter.fhirio.model import core_model, resource_types
 from adapter.validation.issues import Issue
 
 
@@ -40,7 +42,17 @@ class Document:
             locator = self._build_locator()
             if locator is None:
                 return None
-        return locator.locate(expression)
+        return locator.locate(expression)  # type: ignore[no-any-return]
+
+    def locate_many(self, expressions: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+        """``locate`` of each expression, in one pass over the text (what the validator uses
+        to place all the issues of a report)."""
+        locator = self._locator
+        if locator is None:
+            locator = self._build_locator()
+            if locator is None:
+                return dict.fromkeys(expressions)
+        return locator.locate_many(expressions)  # type: ignore[no-any-return]
 
     def _build_locator(self) -> Any:
         from adapter.fhirio import locate
@@ -56,15 +68,22 @@ class Document:
 
 
 def _check_size(data: bytes | str, limits: Limits) -> None:
-    if len(data) > limits.max_bytes:
+    if limits.max_bytes is not None and len(data) > limits.max_bytes:
         raise ParseError(
             f"The content is {len(data)} bytes, over the limit of {limits.max_bytes}", code="too-costly"
         )
 
 
 def _parse_json(data: bytes | str, limits: Limits) -> Document:
-    text = sniff.decode(data) if isinstance(data, bytes) else data.lstrip("\ufeff")
-    value, has_duplicates = jsonparse.loads(text, limits)
+    raw: Any = None
+    if isinstance(data, bytes):
+        text = sniff.decode(data)
+        encoding, skip = sniff.bom_encoding(data)
+        if encoding in (None, "utf-8"):
+            raw = memoryview(data)[skip:]  # orjson reads the UTF-8 it was sent, no copy
+    else:
+        text = data.lstrip("\ufeff")
+    value, has_duplicates = jsonparse.loads(text, limits, raw)
     if not isinstance(value, dict):
         kind = "an array" if isinstance(value, list) else f"a {type(value).__name__} value"
         raise ParseError(
@@ -82,11 +101,16 @@ def _parse_json(data: bytes | str, limits: Limits) -> Document:
             col=1,
             code="structure",
         )
-    if rtype not in core_model().resource_types:
+    if has_duplicates:
+        from adapter.fhirio.locate import JsonTreeLocator
+
+        # the full tokenizer lists the duplicates with their paths, and locates this document
+        # (where the last of duplicate keys is the one that counts)
+        doc._locator = JsonTreeLocator(text, rtype)
+    if rtype not in resource_types():
         where = doc.locate("resourceType") or (None, None)
         raise ParseError(f"Unknown resource type '{rtype}'", line=where[0], col=where[1], code="structure")
     if has_duplicates:
-        doc.locate(rtype)  # builds the tokenizer, which lists the duplicates with their paths
         for dup in doc._locator.duplicates:
             doc.issues.append(
                 Issue(
@@ -133,7 +157,7 @@ def parse_file(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS)
     The size is checked before the file is read."""
     p = Path(path)
     size = p.stat().st_size
-    if size > limits.max_bytes:
+    if limits.max_bytes is not None and size > limits.max_bytes:
         raise ParseError(f"The file is {size} bytes, over the limit of {limits.max_bytes}", code="too-costly")
     suffix = p.suffix.lower()
     fmt = "json" if suffix == ".json" else "xml" if suffix == ".xml" else None

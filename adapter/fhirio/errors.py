@@ -45,10 +45,17 @@ class ParseError(Exception):
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Upper bounds on the input: ``max_bytes`` of raw input (characters for ``str``) and
-    ``max_depth`` nested JSON objects/arrays or XML elements."""
+    ``max_depth`` nested JSON objects/arrays or XML elements.
 
-    max_bytes: int = 10 * 1024 * 1024
+    ``max_bytes=None`` is no size limit: for a file on disk, which the user chose to validate,
+    the limit is memory (``becare validate``; ``--max-size`` sets one). What arrives over the
+    network keeps a bound. The depth limit stays for every input: legitimate FHIR nests a few
+    dozen levels at most, whatever its size, and the walk of a deeper tree would recurse past
+    what the interpreter allows."""
+
+    max_bytes: int | None = 10 * 1024 * 1024
     max_depth: int = 100
 
 
 DEFAULT_LIMITS = Limits()
+FILE_LIMITS = Limits(max_bytes=None)  # a file on disk: no size limit (the depth limit stays)

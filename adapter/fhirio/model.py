@@ -2,8 +2,9 @@
 
 XML does not say whether an element repeats or what primitive type it carries, and the XML
 writer needs the element order; both come from the core StructureDefinitions vendored under
-``profiles/fhir-r4-core``, so the resource type list and the element tables are never
-hand-maintained. The file is read once per process (``core_model()`` is cached).
+``profiles/fhir-r4-core``, so the element tables are never hand-maintained (the resource type
+names JSON needs are also kept as a constant, held equal to the model's by a test). The file is
+read once per process (``core_model()`` is cached).
 """
 
 from __future__ import annotations
@@ -166,6 +167,51 @@ def build_model(definitions: Iterable[dict[str, Any]]) -> TypeModel:
 
 def _core_path() -> Path:
     return data_dir("profiles").joinpath(*CORE_FILE)
+
+
+# The non-abstract resource types of FHIR R4 (4.0.1, a frozen release), as ``core_model()`` derives
+# them from the core StructureDefinitions (tests/test_fhirio_speed.py holds the two equal). Reading
+# JSON needs only these names, and building the whole model costs ~70 ms at the start of a process.
+R4_RESOURCE_TYPES = frozenset(
+    {
+        "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
+        "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
+        "BodyStructure", "Bundle", "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry",
+        "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse", "ClinicalImpression",
+        "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
+        "ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
+        "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric",
+        "DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
+        "DocumentReference", "EffectEvidenceSynthesis", "Encounter", "Endpoint", "EnrollmentRequest",
+        "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence", "EvidenceVariable",
+        "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
+        "GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy",
+        "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide",
+        "InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure", "MeasureReport",
+        "Media", "Medication", "MedicationAdministration", "MedicationDispense", "MedicationKnowledge",
+        "MedicationRequest", "MedicationStatement", "MedicinalProduct", "MedicinalProductAuthorization",
+        "MedicinalProductContraindication", "MedicinalProductIndication", "MedicinalProductIngredient",
+        "MedicinalProductInteraction", "MedicinalProductManufactured", "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect", "MessageDefinition",
+        "MessageHeader", "MolecularSequence", "NamingSystem", "NutritionOrder", "Observation",
+        "ObservationDefinition", "OperationDefinition", "OperationOutcome", "Organization",
+        "OrganizationAffiliation", "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation",
+        "Person", "PlanDefinition", "Practitioner", "PractitionerRole", "Procedure", "Provenance",
+        "Questionnaire", "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition",
+        "ResearchElementDefinition", "ResearchStudy", "ResearchSubject", "RiskAssessment",
+        "RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
+        "SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription", "Substance",
+        "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial", "SubstanceSpecification", "SupplyDelivery", "SupplyRequest", "Task",
+        "TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult",
+        "VisionPrescription",
+    }
+)  # fmt: skip
+
+
+def resource_types() -> frozenset[str]:
+    """The resource type names, without building the model (which XML needs, JSON does not)."""
+    return R4_RESOURCE_TYPES
 
 
 @lru_cache(maxsize=1)

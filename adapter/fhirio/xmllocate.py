@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable
 
 from lxml import etree
 
 from adapter.fhirio import sniff
-from adapter.fhirio.locate import SKIPPED_FUNCTIONS, LineIndex, skip_root
+from adapter.fhirio.locate import SKIPPED_FUNCTIONS, LineIndex, line_cols, skip_root
 from adapter.fhirio.paths import parse_path
 
 _MARKUP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!.*?>|<(?![/!?])", re.S)
@@ -58,26 +59,122 @@ def _same_attribute(in_source: str, name: str) -> bool:
 
 
 class XmlLocator:
+    """Positions of FHIRPath expressions (and of elements) in the text lxml parsed.
+
+    The n-th start tag of the text is the n-th element of ``root.iter()``. Only the elements
+    asked for are placed: one walk of the tree gives their document-order numbers, one sweep of
+    the text (start tags counted by ``str.count`` a block at a time) finds those start tags, and
+    one more sweep turns offsets into lines and columns. A text with comments, CDATA sections or
+    processing instructions after the prolog (where a ``<`` need not start a tag) is indexed in
+    full instead, as is any text asked for more than ``_SINGLE_LOOKUPS`` elements one at a time
+    (the parser's findings), so that no caller pays a sweep per element."""
+
+    _BLOCK = 1024  # characters counted at a time when looking for the n-th start tag
+    _SINGLE_LOOKUPS = 8
+
     def __init__(self, root: etree._Element, text: str) -> None:
         self.root = root
         self.text = text
-        self.lines = LineIndex(text)
-        elements = [el for el in root.iter() if isinstance(el.tag, str)]
-        starts = [m.start() for m in _MARKUP.finditer(text) if m.group() == "<"]
-        self.offsets: dict[etree._Element, int] = {}
-        if len(starts) == len(elements):
-            self.offsets = dict(zip(elements, starts, strict=True))
+        self._lines: LineIndex | None = None
+        self._offsets: dict[etree._Element, int] = {}  # elements placed so far
+        self._full = False  # every element placed (or the text does not pair with the tree)
+        self._paired: bool | None = None  # start tags and elements in the same number
+        self._body: int | None = None  # offset of the root's start tag, in a text without markup
+        self._singles = 0
+        self._kids: dict[tuple[etree._Element, str], list[etree._Element]] = {}
 
-    def position(self, el: etree._Element, attribute: str | None = None) -> tuple[int, int]:
-        """(line, col) of ``el``'s start tag, or of ``attribute`` within it when it is there."""
-        offset = self.offsets.get(el)
+    # -- offsets of start tags --------------------------------------------------------------------
+    def _plain_body(self) -> int | None:
+        """Where the root's start tag is, when every ``<`` from there on starts a tag or an end
+        tag (no comment, CDATA section, processing instruction or declaration): else None."""
+        if self._paired is None:
+            text = self.text
+            body = None
+            for m in _MARKUP.finditer(text):
+                if m.group() == "<":
+                    body = m.start()
+                    break
+            if body is not None and text.find("<!", body) < 0 and text.find("<?", body) < 0:
+                tags = text.count("<", body) - text.count("</", body)
+                self._paired = tags == int(self.root.xpath("count(descendant-or-self::*)"))
+                self._body = body
+            else:
+                self._index_all()
+        return self._body if self._paired else None
+
+    def _index_all(self) -> None:
+        """Every element's offset from one scan of the text (what a text with markup needs)."""
+        elements = [el for el in self.root.iter() if isinstance(el.tag, str)]
+        starts = [m.start() for m in _MARKUP.finditer(self.text) if m.group() == "<"]
+        self._paired = len(starts) == len(elements)
+        self._offsets = dict(zip(elements, starts, strict=True)) if self._paired else {}
+        self._full = True
+
+    def _place(self, wanted: Iterable[etree._Element]) -> None:
+        """Find the start tags of ``wanted`` (document-order numbers, then the n-th tags)."""
+        if self._full:
+            return
+        body = self._plain_body()
+        if body is None or self._full:
+            return
+        todo = {el for el in wanted if el not in self._offsets}
+        if not todo:
+            return
+        numbers: list[tuple[int, etree._Element]] = []
+        for n, el in enumerate(self.root.iter(etree.Element)):
+            if el in todo:
+                numbers.append((n, el))
+                if len(numbers) == len(todo):
+                    break
+        text, block = self.text, self._BLOCK
+        count, find = text.count, text.find
+        pos, seen = body, 0  # ``seen`` start tags lie before ``pos``
+        size = len(text)
+        for n, el in numbers:
+            while True:  # whole blocks while the n-th start tag lies past them
+                end = min(pos + block, size)
+                if end < size and text[end - 1] == "<":
+                    end += 1  # never split "</" between blocks
+                tags = count("<", pos, end) - count("</", pos, end)
+                if seen + tags > n or end >= size:
+                    break
+                seen, pos = seen + tags, end
+            while True:  # then tag by tag
+                pos = find("<", pos)
+                if pos < 0:
+                    return
+                if text[pos + 1 : pos + 2] != "/":
+                    if seen == n:
+                        self._offsets[el] = pos
+                        seen, pos = seen + 1, pos + 1
+                        break
+                    seen += 1
+                pos += 1
+
+    def offset(self, el: etree._Element, attribute: str | None = None) -> int | None:
+        """Offset of ``el``'s start tag (of ``attribute`` within it when it is there)."""
+        offset = self._offsets.get(el)
+        if offset is None and not self._full:
+            self._singles += 1
+            if self._singles > self._SINGLE_LOOKUPS:
+                self._index_all()
+            else:
+                self._place((el,))
+            offset = self._offsets.get(el)
         if offset is None:
             offset = self._guess(el)
             if offset is None:
-                return (el.sourceline or 1, 1)
+                return None
         if attribute is not None:
             offset = self._attribute(offset, attribute) or offset
-        return self.lines(offset)
+        return offset
+
+    def position(self, el: etree._Element, attribute: str | None = None) -> tuple[int, int]:
+        """(line, col) of ``el``'s start tag, or of ``attribute`` within it when it is there."""
+        offset = self.offset(el, attribute)
+        if offset is None:
+            return (el.sourceline or 1, 1)
+        return line_cols(self.text, (offset,))[offset]
 
     def _attribute(self, tag_offset: int, name: str) -> int | None:
         m = _TAG_NAME.match(self.text, tag_offset)
@@ -93,28 +190,63 @@ class XmlLocator:
     def _guess(self, el: etree._Element) -> int | None:
         """When the text is not the one lxml parsed (so the index is off): the first start
         tag of that name on the element's line."""
+        if self._lines is None:
+            self._lines = LineIndex(self.text)
         line = el.sourceline
-        if not line or line > len(self.lines.starts):
+        if not line or line > len(self._lines.starts):
             return None
-        start = self.lines.starts[line - 1]
+        start = self._lines.starts[line - 1]
         end = self.text.find("\n", start)
         pattern = re.compile(r"<(?:[^\s:/>]+:)?" + re.escape(_local(el)) + r"(?=[\s/>])")
         m = pattern.search(self.text, start, end if end >= 0 else len(self.text))
         return m.start() if m else None
 
-    @staticmethod
-    def _children(el: etree._Element, name: str) -> list[etree._Element]:
-        bare = name[1:] if name.startswith("_") else name
-        exact = [c for c in el if _local(c) == bare]
-        if exact:
-            return exact
-        return [
-            c
-            for c in el
-            if (n := _local(c)).startswith(bare) and len(n) > len(bare) and n[len(bare)].isupper()
-        ]
+    def _children(self, el: etree._Element, name: str) -> list[etree._Element]:
+        """Children named ``name`` (else of a choice type ``nameX``), in document order; kept,
+        since the issues of a bundle ask for the same ``entry`` children again and again."""
+        found = self._kids.get((el, name))
+        if found is None:
+            bare = name[1:] if name.startswith("_") else name
+            found = [c for c in el if _local(c) == bare]
+            if not found:
+                found = [
+                    c
+                    for c in el
+                    if (n := _local(c)).startswith(bare) and len(n) > len(bare) and n[len(bare)].isupper()
+                ]
+            self._kids[(el, name)] = found
+        return found
+
+    def locate_many(self, expressions: Iterable[str]) -> dict[str, tuple[int, int] | None]:
+        """(line, col) of each expression (None where it cannot be located): the elements
+        first, then their start tags in one sweep, then lines and columns in another."""
+        targets: dict[str, tuple[etree._Element, str | None] | None] = {}
+        for expression in expressions:
+            try:
+                targets[expression] = self.target(expression)
+            except Exception:  # locating is best effort
+                targets[expression] = None
+        self._place(t[0] for t in targets.values() if t is not None)
+        offsets: dict[str, int | None] = {}
+        fallback: dict[str, tuple[int, int]] = {}
+        for expression, target in targets.items():
+            if target is None:
+                offsets[expression] = None
+                continue
+            offset = self.offset(*target)
+            offsets[expression] = offset
+            if offset is None:
+                fallback[expression] = (target[0].sourceline or 1, 1)
+        found = line_cols(self.text, (o for o in offsets.values() if o is not None))
+        return {e: (found[o] if o is not None else fallback.get(e)) for e, o in offsets.items()}
 
     def locate(self, expression: str) -> tuple[int, int] | None:
+        target = self.target(expression)
+        return None if target is None else self.position(*target)
+
+    def target(self, expression: str) -> tuple[etree._Element, str | None] | None:
+        """The element (and attribute) an expression lands on: its own, or its deepest
+        existing ancestor; None when the path does not start at this resource."""
         steps = parse_path(expression)
         if steps is None:
             return None
@@ -146,7 +278,7 @@ class XmlLocator:
             if i >= len(found):
                 break
             el = found[i]
-        return self.position(el, attribute)
+        return el, attribute
 
 
 class LazyXmlLocator:

@@ -232,9 +232,19 @@ def parse_catalog(rulebook: dict[str, Any], regions: dict[str, Any]) -> Catalog:
 
 
 def _read_yaml(path: Path) -> Any:
+    """The YAML document at ``path``, read by libyaml when PyYAML has it (ten times faster than
+    the pure-Python reader, which cost ~40 ms of every ``becare validate``; tests hold both
+    readers to the same result on the catalog). A document libyaml refuses is read again by the
+    pure-Python reader, whose error message is the one reported."""
+    fast = getattr(yaml, "CSafeLoader", None)
     try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+        text = path.read_text(encoding="utf-8")
+        if fast is not None:
+            try:
+                return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader, in C
+            except yaml.YAMLError:
+                pass
+        return yaml.safe_load(text)
     except FileNotFoundError as exc:
         raise CatalogError(f"rule catalog file not found: {path}") from exc
     except yaml.YAMLError as exc:

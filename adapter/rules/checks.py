@@ -85,10 +85,8 @@ def rule(rule_id: str) -> Callable[[RuleFunction], RuleFunction]:
 
 
 def _team_person(s: Situation, team: Node) -> str | None:
-    for ep in s.episodes:
-        if team in ep.teams and ep.patient_key:
-            return ep.patient_key
-    return s.person_key(team.resource.get("subject"))
+    """The patient of the first episode with this team, else the team's subject."""
+    return s.team_patient_key(team) or s.person_key(team.resource.get("subject"))
 
 
 def coordinators(s: Situation, ep: Episode) -> dict[str, tuple[Node | None, str]]:
@@ -558,12 +556,16 @@ def pathway_expert_roles(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _pairs(s: Situation) -> Iterator[tuple[Episode, Episode]]:
-    """(care coordination, case management) episode pairs of one person."""
+    """(care coordination, case management) episode pairs of one person, in input order (each
+    care coordination episode meets only the case management episodes of its own person)."""
+    cms: dict[str, list[Episode]] = {}
+    for cm in s.episodes:
+        if cm.is_cm and cm.patient_key:
+            cms.setdefault(cm.patient_key, []).append(cm)
     for cc in s.episodes:
-        if cc.is_cc:
-            for cm in s.episodes:
-                if cm.is_cm and cc.patient_key and cc.patient_key == cm.patient_key:
-                    yield cc, cm
+        if cc.is_cc and cc.patient_key:
+            for cm in cms.get(cc.patient_key, ()):
+                yield cc, cm
 
 
 @rule("IC-REG-1")
@@ -607,24 +609,35 @@ def _one_active(ctx: RuleContext, kind: str) -> Iterator[Finding]:
     if not episodes:
         return
 
+    holders: dict[int, str | None] = {}
+
     def holder_of(ep: Episode) -> str | None:
-        if ep.care_manager_ref:
-            return s.holder(ep.care_manager, ep.care_manager_ref)
-        found = coordinators(s, ep) if kind == "cc" else {}
-        for key, (node, _path) in found.items():
-            return s.holder(node, None) if node is not None else key
-        return None
+        key = id(ep)
+        if key not in holders:
+            holders[key] = _holder(s, ep, kind)
+        return holders[key]
 
     active = [ep for ep in episodes if ep.active]
-    # Within the input: two active episodes of one person with different holders.
-    for i, a in enumerate(active):
-        for b in active[i + 1 :]:
-            if (
-                a.patient_key
-                and a.patient_key == b.patient_key
-                and holder_of(a) != holder_of(b)
-                and overlaps(a.start, a.end, b.start, b.end)
-            ):
+    # Within the input: two active episodes of one person with different holders. Each episode
+    # meets only the later ones of its own person, and none at all when they share one holder.
+    same_person: dict[str, list[Episode]] = {}
+    place: dict[int, int] = {}  # episode -> its place among its person's active episodes
+    for ep in active:
+        if ep.patient_key:
+            group = same_person.setdefault(ep.patient_key, [])
+            place[id(ep)] = len(group)
+            group.append(ep)
+    mixed: dict[str, bool] = {}  # person -> their active episodes have more than one holder
+    for a in active:
+        group = same_person.get(a.patient_key, []) if a.patient_key else []
+        if len(group) < 2:
+            continue
+        if a.patient_key not in mixed:
+            mixed[a.patient_key] = len({holder_of(ep) for ep in group}) > 1
+        if not mixed[a.patient_key]:
+            continue
+        for b in group[place[id(a)] + 1 :]:
+            if holder_of(a) != holder_of(b) and overlaps(a.start, a.end, b.start, b.end):
                 yield Finding(b.node.path, params={"episode": episode_key(s, a)})
     if ctx.registry is None:
         yield Finding(episodes[0].node.path, "not-checked")
@@ -640,6 +653,17 @@ def _one_active(ctx: RuleContext, kind: str) -> Iterator[Finding]:
             if overlaps(ep.start, ep.end, other.start, other.end):
                 yield Finding(ep.node.path, params={"episode": other.episode_key})
                 break
+
+
+def _holder(s: Situation, ep: Episode, kind: str) -> str | None:
+    """Who holds the role of an episode: its care manager, else (care coordination) its first
+    coordinator."""
+    if ep.care_manager_ref:
+        return s.holder(ep.care_manager, ep.care_manager_ref)
+    found = coordinators(s, ep) if kind == "cc" else {}
+    for key, (node, _path) in found.items():
+        return s.holder(node, None) if node is not None else key
+    return None
 
 
 @rule("IC-ONE-1")
@@ -670,27 +694,52 @@ def episode_key(s: Situation, ep: Episode) -> str:
 # --- identifiers -----------------------------------------------------------------------------
 
 
+_NOT_SCANNED = frozenset({"text", "contained"})
+
+
 def _identifiers(value: Any, path: list[str], under_identifier: bool = False) -> Iterator[tuple[dict, str]]:
-    """Identifiers anywhere in a resource (top level and inside References). The path is a
-    stack of segments joined only on a hit: this walk visits every element of every entry."""
+    """Identifiers anywhere in a resource (top level and inside References). This walk visits
+    every element of every entry, so it is one plain recursive function filling a list, arrays
+    are walked in place, and the path is a stack joined only on a hit (array indexes kept as
+    ints until then)."""
+    found: list[tuple[dict, str]] = []
+    trail: list[Any] = list(path)
+
+    def hit(ident: dict) -> None:
+        found.append((ident, "".join(p if type(p) is str else f"[{p}]" for p in trail)))
+
+    def scan(node: dict, under: bool) -> None:
+        if under and "system" in node:
+            hit(node)
+        for key, child in node.items():
+            kind = type(child)
+            if kind is dict:
+                if key in _NOT_SCANNED or key[0] == "_":
+                    continue
+                trail.append("." + key)
+                scan(child, key == "identifier")
+                trail.pop()
+            elif kind is list:
+                if key in _NOT_SCANNED or key[0] == "_":
+                    continue
+                trail.append("." + key)
+                inner = key == "identifier"
+                for i, item in enumerate(child):
+                    if type(item) is dict:
+                        trail.append(i)
+                        scan(item, inner)
+                        trail.pop()
+                trail.pop()
+
     if isinstance(value, dict):
-        if under_identifier and "system" in value:
-            yield value, "".join(path)
-        for key, child in value.items():
-            if (
-                (type(child) is dict or type(child) is list)
-                and key not in ("text", "contained")
-                and key[0] != "_"
-            ):
-                path.append("." + key)
-                yield from _identifiers(child, path, key == "identifier")
-                path.pop()
+        scan(value, under_identifier)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if type(item) is dict:
-                path.append(f"[{i}]")
-                yield from _identifiers(item, path, under_identifier)
-                path.pop()
+                trail.append(i)
+                scan(item, under_identifier)
+                trail.pop()
+    return iter(found)
 
 
 @rule("IC-ID-1")

@@ -318,30 +318,61 @@ class Situation:
     def _link_plans_and_tasks(self, episodes: list[Episode]) -> None:
         """A CarePlan belongs to the episodes whose team it names (or, without careTeam, to the
         episodes of its subject); a Task to the episodes it is basedOn directly or through a
-        plan, or listed in a plan's activity; an unlinked Task to the episodes of its ``for``."""
+        plan, or listed in a plan's activity; an unlinked Task to the episodes of its ``for``.
+
+        Each plan and task looks its episodes up in indexes (by team, by patient, by the keys
+        of the episode and of its plans) instead of trying every episode: a bundle carrying many
+        situations stays linear. The episodes are still taken in their order."""
+        order = {id(ep): i for i, ep in enumerate(episodes)}
+        by_team: dict[str, list[Episode]] = {}
+        by_patient: dict[str, list[Episode]] = {}
+        for ep in episodes:
+            for key in {f"node:{t.index}" for t in ep.teams}:
+                by_team.setdefault(key, []).append(ep)
+            if ep.patient_key:
+                by_patient.setdefault(ep.patient_key, []).append(ep)
         for plan in self.of("CarePlan"):
             team_keys = {self.ref_key(r) for r in as_list(plan.resource.get("careTeam"))}
             subject = self.person_key(plan.resource.get("subject"))
-            for ep in episodes:
-                ep_teams = {f"node:{t.index}" for t in ep.teams}
-                if (team_keys & ep_teams) or (not team_keys and subject and subject == ep.patient_key):
-                    ep.plans.append(plan)
-        activity = {
-            p.index: {t.index for t in self.plan_tasks(p, activity_only=True)} for p in self.of("CarePlan")
-        }
+            if team_keys:
+                found = {id(ep): ep for k in team_keys if k is not None for ep in by_team.get(k, ())}
+                chosen = sorted(found.values(), key=lambda ep: order[id(ep)])
+            else:
+                chosen = by_patient.get(subject, []) if subject else []
+            for ep in chosen:
+                ep.plans.append(plan)
+        # the episodes each key names: the episode itself, and each of its plans
+        by_key: dict[str, list[Episode]] = {}
+        by_plan: dict[int, list[Episode]] = {}
+        for ep in episodes:
+            for key in {f"node:{ep.node.index}"} | {f"node:{p.index}" for p in ep.plans}:
+                by_key.setdefault(key, []).append(ep)
+            for p in {p.index for p in ep.plans}:
+                by_plan.setdefault(p, []).append(ep)
+        in_plans: dict[int, set[int]] = {}  # task -> the plans listing it in their activity
+        for p in self.of("CarePlan"):
+            for t in self.plan_tasks(p, activity_only=True):
+                in_plans.setdefault(t.index, set()).add(p.index)
         for task in self.of("Task"):
-            linked: list[Episode] = []
             based = {self.ref_key(r) for r in as_list(task.resource.get("basedOn"))}
-            for ep in episodes:
-                keys = {f"node:{ep.node.index}"} | {f"node:{p.index}" for p in ep.plans}
-                in_activity = any(task.index in activity[p.index] for p in ep.plans)
-                if based & keys or in_activity:
-                    linked.append(ep)
+            found = {id(ep): ep for k in based if k is not None for ep in by_key.get(k, ())}
+            for p in in_plans.get(task.index, ()):
+                found.update((id(ep), ep) for ep in by_plan.get(p, ()))
+            linked = sorted(found.values(), key=lambda ep: order[id(ep)])
             if not linked and not based:
                 target = self.person_key(task.resource.get("for"))
-                linked = [ep for ep in episodes if target and target == ep.patient_key]
+                linked = list(by_patient.get(target, ())) if target else []
             for ep in linked:
                 ep.tasks.append(task)
+
+    @functools.cached_property
+    def _tasks_based_on(self) -> dict[str | None, list[Node]]:
+        """Reference key -> the Tasks (in input order, once each) whose ``basedOn`` names it."""
+        out: dict[str | None, list[Node]] = {}
+        for task in self.of("Task"):
+            for key in dict.fromkeys(self.ref_key(r) for r in as_list(task.resource.get("basedOn"))):
+                out.setdefault(key, []).append(task)
+        return out
 
     def plan_tasks(self, plan: Node, *, activity_only: bool = False) -> list[Node]:
         """Tasks of a plan: in ``activity.reference``, or (unless activity_only) basedOn the plan."""
@@ -351,10 +382,8 @@ class Situation:
             if node is not None and node.type == "Task" and node not in out:
                 out.append(node)
         if not activity_only:
-            me = f"node:{plan.index}"
-            for task in self.of("Task"):
-                based = as_list(task.resource.get("basedOn"))
-                if task not in out and any(self.ref_key(r) == me for r in based):
+            for task in self._tasks_based_on.get(f"node:{plan.index}", ()):
+                if task not in out:
                     out.append(task)
         return out
 
@@ -363,24 +392,60 @@ class Situation:
         unknown person (``None``) has none: another person's consent never stands in for theirs."""
         if patient_key is None:
             return
-        for node in self.of("Consent"):
-            res = node.resource
-            if res.get("status") != "active" or category not in codes(
-                res.get("category") or [], CONSENT_CATEGORY
-            ):
-                continue
-            if self.person_key(res.get("patient")) == patient_key:
-                yield node
+        index = self._consents.get(category)
+        if index is None:
+            index = {}
+            for node in self.of("Consent"):
+                res = node.resource
+                if res.get("status") != "active" or category not in codes(
+                    res.get("category") or [], CONSENT_CATEGORY
+                ):
+                    continue
+                key = self.person_key(res.get("patient"))
+                index.setdefault(key, []).append(node)
+            self._consents[category] = index
+        yield from index.get(patient_key, ())
+
+    @functools.cached_property
+    def _consents(self) -> dict[str, dict[str | None, list[Node]]]:
+        """category -> person key -> that person's active consents of the category, in order."""
+        return {}
 
     def teams_of_person(self, patient_key: str | None) -> list[Node]:
         """The care teams around a person: the teams of their episodes and teams about them."""
         out: list[Node] = []
-        for ep in self.episodes:
-            if ep.patient_key == patient_key:
-                out += [t for t in ep.teams if t not in out]
-        for team in self.of("CareTeam"):
-            if team not in out and self.person_key(team.resource.get("subject")) == patient_key:
+        for ep in self._episodes_by_patient.get(patient_key, ()):
+            out += [t for t in ep.teams if t not in out]
+        for team in self._teams_by_subject.get(patient_key, ()):
+            if team not in out:
                 out.append(team)
+        return out
+
+    @functools.cached_property
+    def _episodes_by_patient(self) -> dict[str | None, list[Episode]]:
+        out: dict[str | None, list[Episode]] = {}
+        for ep in self.episodes:
+            out.setdefault(ep.patient_key, []).append(ep)
+        return out
+
+    @functools.cached_property
+    def _teams_by_subject(self) -> dict[str | None, list[Node]]:
+        out: dict[str | None, list[Node]] = {}
+        for team in self.of("CareTeam"):
+            out.setdefault(self.person_key(team.resource.get("subject")), []).append(team)
+        return out
+
+    def team_patient_key(self, team: Node) -> str | None:
+        """The patient of the first episode (in input order) that has this care team, if any."""
+        return self._team_patients.get(team.index)
+
+    @functools.cached_property
+    def _team_patients(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for ep in self.episodes:
+            if ep.patient_key:
+                for team in ep.teams:
+                    out.setdefault(team.index, ep.patient_key)
         return out
 
     # --- whose situation, in which region (CONTRACT section 4) -----------------------------

@@ -15,6 +15,9 @@ Example::
       max_body_bytes: 5242880
       request_timeout: 30
       rate_limit: {per_second: 20, burst: 40}
+      suppress: suppressions.yaml    # accepted issues, for every validation (relative to this file)
+      gitb:                          # the GITB validation service (POST /gitb/validation)
+        fetch_allow: [https://fhir.example.be/fhir/]   # URIs it may fetch content from (none by default)
       trust_forwarded_for: true      # behind a reverse proxy ...
       trusted_proxies: 1             # ... this many of them, each appending to X-Forwarded-For
       auth:
@@ -94,6 +97,18 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class GitbConfig:
+    """``service.gitb``: what the GITB validation service may fetch for ``embeddingMethod=URI``.
+
+    An unrestricted fetch is a server-side request forgery hole, so nothing is fetched unless a
+    prefix here allows it (same scheme, host and port; the path starts with the prefix's path)."""
+
+    fetch_allow: tuple[str, ...] = ()
+    fetch_max_bytes: int = 10 * MIB
+    fetch_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     max_body_bytes: int = 10 * MIB
     request_timeout: float = 60.0
@@ -109,6 +124,10 @@ class ServiceConfig:
     # A body over max_body_bytes is still read (and thrown away) up to this many bytes, so a client
     # that sends the whole body before reading gets its 413 instead of a connection reset.
     drain_bytes: int = 64 * MIB
+    # ``service.suppress``: adapter.validation.suppressions.Suppression entries applied to every
+    # validation the service makes ($validate, POST /fhir, GITB), so one verdict everywhere
+    suppressions: tuple[Any, ...] = ()
+    gitb: GitbConfig = field(default_factory=GitbConfig)
 
 
 # -- the file's shape ---------------------------------------------------------------------------------
@@ -190,6 +209,28 @@ class RateLimitSection(_Model):
     burst: int = Field(100, ge=1, le=1_000_000)
 
 
+class GitbSection(_Model):
+    fetch_allow: tuple[str, ...] = ()
+    fetch_max_bytes: int = Field(10 * MIB, ge=1024, le=1024 * MIB)
+    fetch_timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _no_prefixes(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _absolute_http(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for prefix in value:
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+                raise ValueError(f"{prefix!r}: give an absolute http(s) URL prefix, without credentials")
+        return value
+
+
 class ServiceSection(_Model):
     max_body_bytes: int = Field(10 * MIB, ge=1024, le=1024 * MIB)
     request_timeout: float = Field(60.0, ge=0, le=3600)  # 0: no timeout
@@ -198,8 +239,10 @@ class ServiceSection(_Model):
     trust_forwarded_for: bool = False
     trusted_proxies: int | tuple[str, ...] = 1
     drain_bytes: int = Field(64 * MIB, ge=0, le=1024 * MIB)
+    suppress: str | None = Field(None, min_length=1)  # a suppression file, relative to the config file
+    gitb: GitbSection = GitbSection()
 
-    _nulls = field_validator("rate_limit", "auth", mode="before")(lambda cls, v: _none_is_empty(v))
+    _nulls = field_validator("rate_limit", "auth", "gitb", mode="before")(lambda cls, v: _none_is_empty(v))
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -338,7 +381,25 @@ def service_config_from_mapping(section: dict[str, Any] | None, base: Path | Non
         if isinstance(proxies, int)
         else tuple(ipaddress.ip_network(p, strict=False) for p in proxies),
         drain_bytes=raw.drain_bytes,
+        suppressions=_suppressions(raw.suppress, base),
+        gitb=GitbConfig(fetch_allow=raw.gitb.fetch_allow, fetch_max_bytes=raw.gitb.fetch_max_bytes,
+                        fetch_timeout=raw.gitb.fetch_timeout),
     )
+
+
+def _suppressions(value: str | None, base: Path | None) -> tuple[Any, ...]:
+    """The ``service.suppress`` file, checked at start: a bad file stops the service (exit 2)."""
+    if not value:
+        return ()
+    from adapter.validation.suppressions import SuppressionError, load_suppressions
+
+    path = Path(value)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        return load_suppressions(path)
+    except SuppressionError as exc:
+        raise ConfigError(f"service.suppress: {exc}") from None
 
 
 def load_service_config(config_path: str | os.PathLike[str] | None) -> ServiceConfig:

@@ -85,6 +85,7 @@ def options(state: ServiceState, call: Call, with_registry: bool) -> Any:
     return ValidationOptions(
         region=call.region, lang=call.neg.lang,
         registry=state.registry if with_registry else None, today=call.today,
+        suppressions=state.config.suppressions,
     )
 
 

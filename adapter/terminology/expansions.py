@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,18 @@ def default_path() -> Path:
     return data_dir("profiles").joinpath(*EXPANSIONS_FILE)
 
 
-def load_expansions(path: Path | None = None) -> dict[str, Any]:
-    """An empty mapping when the file is absent: everything is then computed from ``compose``."""
+def load_expansions(path: Path | None = None) -> Mapping[str, Any]:
+    """An empty mapping when the file is absent: everything is then computed from ``compose``.
+    Read through its index when it has one (adapter/dataindex.py): a validation reads a handful
+    of the ~600 expansions, each parsed when first asked for."""
     path = path or default_path()
     if not path.is_file():
         return {}
+    from adapter.dataindex import IndexedFile, LazyObject
+
+    indexed = IndexedFile.open(path)
+    if indexed is not None and indexed.index.get("kind") == "object":
+        return LazyObject(indexed)
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         data = json.load(fh)
     return data if isinstance(data, dict) else {}

@@ -5,8 +5,9 @@ touches only pytest and the light helpers; the validator, the service and the mo
 imported inside the fixtures that need them.
 
 Offers: fixtures ``becare_validator``, ``becare_options``, ``becare_today``, ``becare_service``,
-``mock_hub``; options ``--becare-region`` / ``--becare-lang`` / ``--becare-today``; ini
-``becare_region``, ``becare_lang``, ``becare_today``, ``becare_allow``, ``becare_validate_paths``.
+``mock_hub``; options ``--becare-region`` / ``--becare-lang`` / ``--becare-today`` /
+``--becare-suppress``; ini ``becare_region``, ``becare_lang``, ``becare_today``, ``becare_allow``,
+``becare_suppress``, ``becare_validate_paths``.
 ``assert_valid`` and friends live in ``adapter.testing``.
 """
 
@@ -48,6 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="YYYY-MM-DD",
         help='the date rules judge "active" and "planned" against (default: the current date)',
     )
+    group.addoption(
+        "--becare-suppress",
+        default=None,
+        metavar="FILE",
+        help="YAML suppression file (id, expression, reason, until): matched issues become information",
+    )
+    parser.addini("becare_suppress", "YAML suppression file, relative to the ini file", default=None)
     parser.addini("becare_region", "default region for the interfederal rulebook", default=None)
     parser.addini("becare_today", "validation date YYYY-MM-DD, for reproducible runs", default=None)
     parser.addini("becare_lang", "language of validation messages (en, fr, nl, de)", default=None)
@@ -75,9 +83,25 @@ def pytest_configure(config: pytest.Config) -> None:
             lang=lang,
             allow=tuple(config.getini("becare_allow")),
             today=config.getoption("becare_today") or config.getini("becare_today") or None,
+            suppress=_suppress_path(config),
         )
     except ValueError as exc:
         raise pytest.UsageError(f"becare: {exc}") from None
+
+
+def _suppress_path(config: pytest.Config) -> str | None:
+    """``--becare-suppress`` as given (relative to the current folder), else ``becare_suppress``
+    relative to the ini file that sets it."""
+    option = config.getoption("becare_suppress")
+    if option:
+        return str(option)
+    value = config.getini("becare_suppress")
+    if not value:
+        return None
+    path = Path(str(value))
+    if not path.is_absolute():
+        path = (config.inipath.parent if config.inipath else config.rootpath) / path
+    return str(path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -94,11 +118,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         current.region is None
         and current.lang == "en"
         and current.today is None
+        and not current.suppressions
         and not config.getini("becare_validate_paths")
     ):
         return None
     today = f" today={current.today.isoformat()}" if current.today else ""
-    return f"becare: region={current.region or 'from bundle'} lang={current.lang}{today}"
+    suppressed = f" suppressions={len(current.suppressions)}" if current.suppressions else ""
+    return f"becare: region={current.region or 'from bundle'} lang={current.lang}{today}{suppressed}"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -27,7 +27,12 @@ def tolerated(issue: Issue, allow: Iterable[str]) -> bool:
 
 def failing(issues: Iterable[Issue], *, allow: Sequence[str] = (), fail_on: FailOn = "error") -> list[Issue]:
     limit = _RANK[fail_on]
-    return [i for i in issues if _RANK.get(i.severity, 9) <= limit and not tolerated(i, allow)]
+    # a suppressed issue (--becare-suppress) is accepted, whatever ``fail_on`` asks for
+    return [
+        i
+        for i in issues
+        if _RANK.get(i.severity, 9) <= limit and not tolerated(i, allow) and i.suppressed is None
+    ]
 
 
 def kind(issue: Issue) -> str:

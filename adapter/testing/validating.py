@@ -43,6 +43,7 @@ def options(
         lang=lang or defaults.current.lang,
         profiles=tuple(profiles),
         today=defaults.current.today,
+        suppressions=defaults.current.suppressions,
     )
 
 

@@ -24,6 +24,9 @@ class ValidationOptions:
     rulebook: bool = True  # run the interfederal rules on becare content
     registry: Any | None = None  # adapter.registry EpisodeRegistry, for IC-ONE-1/2
     today: dt.date | None = None  # the date rules judge "active" and "planned" against (None: today)
+    # adapter.validation.suppressions.Suppression entries (--suppress FILE, service.suppress, the
+    # plugin's --becare-suppress): matched issues become information, marked suppressed
+    suppressions: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -36,13 +39,18 @@ class Report:
     rulebook_version: str | None = None
     source: str | None = None  # file name or request id, for multi-input outputs
     extra: dict[str, Any] = field(default_factory=dict)
+    # What judged this report (validator and rulebook versions, packages, profiles applied per
+    # resource, region, date, duration): filled by the engine, rendered by every output.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_errors(self) -> bool:
         return has_errors(self.issues)
 
     def outcome(self) -> dict[str, Any]:
-        return operation_outcome(self.issues, rulebook_version=self.rulebook_version)
+        return operation_outcome(
+            self.issues, rulebook_version=self.rulebook_version, provenance=self.provenance
+        )
 
 
 def __getattr__(name: str) -> object:

@@ -187,19 +187,21 @@ def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
 
     The path of each step is kept as a list of pieces and joined only where a reference is
     found: most of a resource holds no reference, and building a path string per node was
-    the larger part of this scan."""
+    the larger part of this scan. The scan is a plain recursive function filling a list (a
+    generator per level cost as much again as the scan itself)."""
+    found: list[tuple[str, str]] = []
     trail: list[str] = [path]
 
-    def scan(value: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    def scan(value: dict[str, Any]) -> None:
         for key, child in value.items():
             if key == "reference":
                 if isinstance(child, str):
-                    yield child, "".join(trail) + ".reference"
+                    found.append((child, "".join(trail) + ".reference"))
             elif isinstance(child, dict):
                 if key == "contained" or key[:1] == "_":
                     continue
                 trail.append("." + key)
-                yield from scan(child)
+                scan(child)
                 trail.pop()
             elif isinstance(child, list):
                 if key == "contained" or key[:1] == "_":
@@ -207,11 +209,12 @@ def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
                 for i, item in enumerate(child):
                     if isinstance(item, dict):
                         trail.append(f".{key}[{i}]")
-                        yield from scan(item)
+                        scan(item)
                         trail.pop()
 
     if isinstance(node, dict):
-        yield from scan(node)
+        scan(node)
+    return iter(found)
 
 
 def _check_references(

@@ -12,6 +12,8 @@ from typing import Any
 
 
 def _scalar_equal(a: Any, b: Any) -> bool:
+    if type(a) is str and type(b) is str:  # codes, systems, urls: the case slicing meets most
+        return a == b
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b if isinstance(a, bool) and isinstance(b, bool) else False
     if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
@@ -21,6 +23,8 @@ def _scalar_equal(a: Any, b: Any) -> bool:
 
 def fixed_matches(value: Any, fixed: Any) -> bool:
     """Exact equality (extensions and ids included), arrays in order."""
+    if type(fixed) is str:  # what _scalar_equal answers for a string: equal strings, nothing else
+        return isinstance(value, str) and value == fixed
     if isinstance(fixed, dict):
         if not isinstance(value, dict):
             return False

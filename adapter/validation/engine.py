@@ -7,7 +7,9 @@ share between threads for read-only validation: each call gets its own issue lis
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import time
 from typing import Any
 
 from adapter.validation import bundle as bundle_rules
@@ -16,6 +18,8 @@ from adapter.validation.bindings import BindingChecker
 from adapter.validation.invariants import InvariantChecker, settle_failures
 from adapter.validation.issues import Issue
 from adapter.validation.model import SD_BASE
+from adapter.validation.provenance import build as build_provenance
+from adapter.validation.provenance import packages_of
 from adapter.validation.references import BundleIndex
 from adapter.validation.structures import StructureIndex
 from adapter.validation.walker import ResourceContext, Walker
@@ -48,6 +52,7 @@ class Validator:
     def validate(self, subject: Any, options: ValidationOptions | None = None) -> Report:
         """Validate a resource (internal form) or an ``adapter.fhirio.Document``."""
         options = options or ValidationOptions()
+        started = time.perf_counter()
         document = None
         if isinstance(subject, dict):
             resource = subject
@@ -70,8 +75,20 @@ class Validator:
                 issues.extend(result.issues)
                 region, version = result.region, result.version
         if document is not None and issues:
-            issues[:] = [_located(i, document) for i in issues]
-        return Report(issues=issues, resource=resource, region=region, rulebook_version=version)
+            issues[:] = _located_all(issues, document)
+        today = options.today or dt.date.today()
+        if options.suppressions:
+            from adapter.validation.suppressions import apply_suppressions
+
+            issues[:] = apply_suppressions(issues, options.suppressions, today)
+        report = Report(issues=issues, resource=resource, region=region, rulebook_version=version)
+        report.provenance = build_provenance(
+            rulebook_version=version, packages=packages_of(self.store), profiles=walker.applied,
+            region=region, date=today, duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        # profiles applied other than as declared (legacy eHealth canonicals, url|version)
+        report.provenance.setdefault("canonicals", []).extend(walker.canonicals)
+        return report
 
     def validate_bytes(
         self, data: bytes | str, content_type: str | None = None, options: ValidationOptions | None = None
@@ -288,6 +305,26 @@ def _located(issue: Issue, document: Any) -> Issue:
     if pos is None:
         return issue
     return issue.at(pos[0], pos[1])
+
+
+def _located_all(issues: list[Issue], document: Any) -> list[Issue]:
+    """Every issue with its line and column, the document read once for all of them (only
+    along their paths). Locating is best effort: an issue it cannot place stands without."""
+    wanted = {i.expression for i in issues if i.line is None and i.expression}
+    if not wanted:
+        return issues
+    locate_many = getattr(document, "locate_many", None)
+    if locate_many is None:
+        return [_located(i, document) for i in issues]
+    try:
+        found = locate_many(wanted)
+    except Exception:  # best effort, as above
+        return issues
+    out = []
+    for issue in issues:
+        pos = found.get(issue.expression) if issue.line is None and issue.expression else None
+        out.append(issue.at(pos[0], pos[1]) if pos is not None else issue)
+    return out
 
 
 def _format_from_content_type(content_type: str | None) -> str | None:

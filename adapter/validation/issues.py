@@ -8,9 +8,11 @@ de-duplicated in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from adapter.validation.provenance import provenance_extensions
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
@@ -23,6 +25,20 @@ LINE_URL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
 COL_URL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
 SOURCE_URL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-source"
 RULEBOOK_VERSION_URL = f"{BECARE_BASE}/StructureDefinition/ext-rulebook-version"
+# No HL7 extension marks a suppressed issue (the Java validator drops them): ours keeps the severity
+# it had and why it was suppressed (docs/validation-notes.md, "Suppressions").
+SUPPRESSED_URL = f"{BECARE_BASE}/StructureDefinition/ext-suppressed"
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """Why an issue reads ``information``: a suppression (adapter/validation/suppressions.py) matched
+    it. Kept on the issue so that no output can show it without saying it was suppressed."""
+
+    severity: str  # the severity it had before
+    reason: str
+    entry: int  # the suppression's number in its file (1-based)
+    until: str | None = None  # ISO date after which the suppression stops applying
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,7 @@ class Issue:
     line: int | None = None
     col: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    suppressed: Suppressed | None = None
 
     @property
     def is_error(self) -> bool:
@@ -88,6 +105,8 @@ def issue_to_fhir(issue: Issue) -> dict[str, Any]:
     ext.append({"url": SOURCE_URL, "valueString": issue.source})
     if issue.message_id:
         ext.append({"url": MESSAGE_ID_URL, "valueString": issue.message_id})
+    if issue.suppressed is not None:
+        ext.append(suppressed_extension(issue.suppressed))
     out["extension"] = ext
     details: dict[str, Any] = {"text": issue.message}
     if issue.rule:
@@ -100,20 +119,36 @@ def issue_to_fhir(issue: Issue) -> dict[str, Any]:
     return out
 
 
+def suppressed_extension(mark: Suppressed) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "severity", "valueCode": mark.severity},
+        {"url": "reason", "valueString": mark.reason},
+        {"url": "entry", "valueInteger": mark.entry},
+    ]
+    if mark.until:
+        parts.append({"url": "until", "valueDate": mark.until})
+    return {"url": SUPPRESSED_URL, "extension": parts}
+
+
 def operation_outcome(
     issues: Iterable[Issue],
     *,
     rulebook_version: str | None = None,
     id_: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the OperationOutcome. An empty list yields the conventional single
-    ``information`` issue "All OK", because an OperationOutcome needs at least one issue."""
+    ``information`` issue "All OK", because an OperationOutcome needs at least one issue.
+    ``provenance`` (``Report.provenance``) becomes OperationOutcome extensions (provenance.py)."""
     ordered = sort_issues(issues)
     oo: dict[str, Any] = {"resourceType": "OperationOutcome"}
     if id_:
         oo["id"] = id_
     if rulebook_version:
         oo["meta"] = {"tag": [{"system": RULEBOOK_VERSION_URL, "code": rulebook_version}]}
+    extensions = provenance_extensions(provenance) if provenance else []
+    if extensions:
+        oo["extension"] = extensions
     if ordered:
         oo["issue"] = [issue_to_fhir(i) for i in ordered]
     else:

@@ -10,6 +10,7 @@ import re
 import threading
 from typing import Any
 
+from adapter.conformance import legacy
 from adapter.validation.model import PRIMITIVE_TYPES, SD_BASE, CompiledStructure, compile_structure
 from adapter.validation.primitives import regex_table
 
@@ -22,6 +23,8 @@ class StructureIndex:
         self._regexes: dict[str, re.Pattern[str]] | None = None
         self._resource_types: frozenset[str] | None = None
         self.broken: dict[str, str] = {}  # url -> why it cannot be used
+        # legacy canonical (as declared) -> its row, for the canonicals resolved through the table
+        self.mapped: dict[str, legacy.LegacyCanonical] = {}
 
     def get(self, url_or_type: str) -> CompiledStructure | None:
         try:
@@ -37,7 +40,7 @@ class StructureIndex:
             return self._compiled[key]
         compiled: CompiledStructure | None = None
         try:
-            sd = self.store.structure_definition(key)
+            sd = self.store.structure_definition(self.resolve(key))
         except ValueError as exc:  # a profile whose snapshot cannot be generated
             self.broken[key] = str(exc)
             sd = None
@@ -83,8 +86,20 @@ class StructureIndex:
         return touched
 
     def raw(self, url: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.store.structure_definition(url)
+        result: dict[str, Any] | None = self.store.structure_definition(self.resolve(url))
         return result
+
+    def resolve(self, url: str) -> str:
+        """The canonical to load for ``url``: itself when the store has it (content loaded with
+        ``--ig`` is honoured as it is), else the current canonical a legacy eHealth one maps to
+        (adapter/conformance/legacy.py), noted in ``mapped`` for the report."""
+        if "/" not in url or self.store.get(url) is not None:
+            return url
+        row = legacy.lookup(url)
+        if row is None:
+            return url
+        self.mapped[url] = row
+        return row.applied
 
     @property
     def regexes(self) -> dict[str, re.Pattern[str]]:
@@ -100,7 +115,9 @@ class StructureIndex:
     def is_resource_type(self, name: str) -> bool:
         if self._resource_types is None:
             types = set()
-            for sd in self.store.all("StructureDefinition"):
+            # what the definitions' indexes say of them is enough: reading all ~700 is not needed
+            listed = getattr(self.store, "summaries", self.store.all)
+            for sd in listed("StructureDefinition"):
                 if (
                     sd.get("kind") == "resource"
                     and sd.get("derivation") != "constraint"

@@ -9,6 +9,7 @@ are skipped, so a profile costs only what it adds.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,11 @@ class Walker:
         # (location, key, expression) of invariants already evaluated: a profile repeats the
         # constraints of its base, and the answer at one location does not change
         self.evaluated: set[tuple[str, str, str]] = set()
+        self._invariant_plans = _invariant_plans(engine)
         self.extensions = checker_for(engine)
         self.resource_at: list[tuple[str, str]] = []  # (expression, type) of the resources walked into
+        self.applied: dict[str, list[str]] = {}  # resource FHIRPath -> canonicals applied (provenance)
+        self.canonicals: list[dict[str, str]] = []  # {declared, applied, at}: profiles not applied as sent
 
     def instance_path(self, expr: str) -> str:
         """``expr`` from its resource on, indexes removed: ``Patient.address`` (extension contexts)."""
@@ -124,6 +128,7 @@ class Walker:
             self.report("error", "structure", expr, f"The resource type '{rtype}' is not allowed here")
         self.engine.before_resource(self, resource, expr, rc)
         self.resource_at.append((expr, rtype))
+        self.applied.setdefault(expr, []).append(canonical_of(base))
         try:
             self.walk(resource, base.root, base, rtype, expr, rc, profile_mode=False)
         finally:
@@ -163,7 +168,17 @@ class Walker:
             return
         if profile is None:
             known = self.engine.other_versions(url)
-            if declared:
+            if declared and known:  # the profile is loaded, not that version: it cannot be checked
+                self.report(
+                    "error",
+                    "not-found",
+                    where,
+                    f"Profile reference '{url}' cannot be checked{known}: load that version (--ig) or "
+                    "declare a loaded one",
+                    source="profile",
+                    message_id="becare-profile-version-not-loaded",
+                )
+            elif declared:
                 self.report(
                     "warning",
                     "not-supported",
@@ -177,6 +192,7 @@ class Walker:
                     "error", "not-found", expr, f"Unable to find the profile '{url}'{known}", source="profile"
                 )
             return
+        self._note_canonical(url, profile, where)
         if profile.type != resource.get("resourceType"):
             self.report(
                 "error",
@@ -192,6 +208,7 @@ class Walker:
             and not profile.is_profile
         ):
             return  # the base definition: already walked
+        self.applied.setdefault(expr, []).append(canonical_of(profile))
         self.walk(resource, profile.root, profile, profile.type, expr, rc, profile_mode=True)
 
     # ------------------------------------------------------------------ elements
@@ -317,7 +334,8 @@ class Walker:
 
         if not profile_mode and ("extension" in value or "modifierExtension" in value):
             self.extensions.check_element(self, value, rule, owner, structure, tcode, expr, rc)
-        self._children(value, cmap, owner, cstruct, expr, rc, profile_mode)
+        if cmap or not profile_mode:  # a profile walk with no child rules here reports nothing
+            self._children(value, cmap, owner, cstruct, expr, rc, profile_mode)
         if rule.evaluable != ():  # () once known to hold only structural constraints
             self._invariants(value, rule, structure, tcode, expr, rc, profile_mode)
         if rule.binding and tcode in ("Coding", "CodeableConcept", "Quantity", "CodeableReference"):
@@ -355,10 +373,13 @@ class Walker:
     ) -> None:
         # children needing the general path (arrays, choices, slicing, companions), by rule
         present: dict[int, tuple[ElementRule, list[tuple[str, str | None]]]] = {}
-        plan = _plan(owner, cmap)
+        plan = owner.child_plan
+        if plan is None or owner.json_children is not cmap:
+            plan = _plan(owner, cmap)
         is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
+        steps, walk, regexes = plan.steps, self.walk, self.regexes  # locals: this loop is the hot one
         for key, raw in value.items():
-            step = plan.steps.get(key)
+            step = steps.get(key)
             if step is None:
                 if key[:1] == "_":
                     base_key = key[1:]
@@ -391,7 +412,7 @@ class Walker:
                     # nothing but its datatype constrains it: walk() reduced to its one check
                     # (none at all for a profile: the base walk did it)
                     if not profile_mode:
-                        problem = check_primitive(raw, ctype, self.regexes)  # type: ignore[arg-type]
+                        problem = check_primitive(raw, ctype, regexes)  # type: ignore[arg-type]
                         if problem:
                             self.report(
                                 "error",
@@ -400,7 +421,7 @@ class Walker:
                                 problem,
                             )
                     continue
-                self.walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode=profile_mode)
+                walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode=profile_mode)
                 continue
             slot = present.get(id(child))
             if slot is None:
@@ -496,12 +517,21 @@ class Walker:
                 ctype = ctype or _single_type(child)
                 if profile_mode and not child.descend and slice_rule is None:
                     continue  # counted above; the profile checks nothing inside it
-                self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
+                if ctype in PRIMITIVE_TYPES and ctype != "xhtml" and _is_plain(child):
+                    # walk() reduced to its one check, as for a single plain primitive above
+                    if not profile_mode:
+                        problem = check_primitive(item, ctype, self.regexes)
+                        if problem:
+                            self.report(
+                                "error", "invalid" if "JSON" not in problem else "structure", iexpr, problem
+                            )
+                else:
+                    self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
                 if slice_rule is not None:
                     self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
 
         for child, keys in plan.required:
-            if not any(k in value for k in keys):
+            if value.keys().isdisjoint(keys):  # none of its keys (nor ``_`` companions) is there
                 self.report(
                     "error",
                     "required",
@@ -510,7 +540,7 @@ class Walker:
                     source="profile" if profile_mode else "structure",
                 )
         for child, keys in plan.sliced:
-            if not any(k in value for k in keys):  # absent: its required slices are missing too
+            if value.keys().isdisjoint(keys):  # absent: its required slices are missing too
                 slicing.assign(self, child, cstruct, [], expr, rc, profile_mode)
 
     def _primitive_companion(
@@ -584,15 +614,21 @@ class Walker:
             evaluable = rule.evaluable = tuple(
                 c for c in rule.constraints if c.get("key", "") not in _STRUCTURAL and c.get("expression")
             )
-        for constraint in evaluable:
-            key = constraint.get("key", "")
-            if profile_mode and self.engine.is_base_source(constraint.get("source", "")):
-                continue  # inherited from a core type: the base walk evaluated it
-            mark = (expr, key, constraint.get("expression", ""))
-            if mark in self.evaluated:
+        # (constraint, key, expression) to evaluate, in a base walk and in a profile walk, worked
+        # out once per rule: the same few rules are met at every element of every bundle
+        plans = self._invariant_plans
+        planned = plans.get(rule)
+        if planned is None:
+            items = tuple((c, c.get("key", ""), c.get("expression", "")) for c in evaluable)
+            own = tuple(i for i in items if not self.engine.is_base_source(i[0].get("source", "")))
+            planned = plans[rule] = (items, own)  # own: inherited from a core type, the base walk did it
+        evaluated, check = self.evaluated, self.engine.invariants.check
+        for constraint, key, expression in planned[1] if profile_mode else planned[0]:
+            mark = (expr, key, expression)
+            if mark in evaluated:
                 continue
-            self.evaluated.add(mark)
-            self.engine.invariants.check(self, value, rule, tcode, constraint, expr, rc)
+            evaluated.add(mark)
+            check(self, value, rule, tcode, constraint, expr, rc)
 
     # ------------------------------------------------------------------ references
     def _reference(
@@ -668,6 +704,7 @@ class Walker:
             probe.walk(value, prof.root, prof, rtype, expr, rc, profile_mode=True)
             if not any(i.is_error for i in probe.issues):
                 self.issues.extend(probe.issues)
+                self.applied.setdefault(expr, []).append(canonical_of(prof))
                 return
             attempts.append(probe.issues)
         broken = [u for u in urls if u in self.index.broken]
@@ -681,7 +718,30 @@ class Walker:
                 source="profile",
             )
             return
+        self.applied.setdefault(expr, []).append(canonical_of(candidates[0]))
         self.issues.extend(attempts[0])
+
+    def _note_canonical(self, url: str, profile: CompiledStructure, where: str) -> None:
+        """A profile canonical applied other than as sent: a legacy eHealth canonical validated
+        against its current profile (an information issue says so, at ``where``), or
+        ``url|version`` resolved to a loaded version. Both go to the report's provenance."""
+        row = self.index.mapped.get(url)
+        if row is None and "|" not in url:
+            return
+        applied = canonical_of(profile)
+        if applied == url:  # applied exactly as sent
+            return
+        self.canonicals.append({"declared": url, "applied": applied, "at": where})
+        if row is not None:
+            self.report(
+                "information",
+                "informational",
+                where,
+                f"Profile '{url}' is a legacy eHealth canonical ({row.reason}): validated against the "
+                f"current profile '{applied}'",
+                source="profile",
+                message_id="becare-legacy-canonical",
+            )
 
     def _declared_as(self, url: str, declared: list[str]) -> bool:
         """``url|version`` and ``url`` naming the same loaded profile: it applies once."""
@@ -698,6 +758,23 @@ class Walker:
         (its last URL segment is a profile name, not a type)."""
         compiled = self.index.get(url)
         return compiled.type if compiled is not None else None
+
+
+def _invariant_plans(engine: Any) -> dict[ElementRule, Any]:
+    """The engine's table of per-rule invariant plans (``Walker._invariants``), shared by its
+    walkers: rules are compiled once per engine, so their plans are too."""
+    plans = getattr(engine, "_walker_invariant_plans", None)
+    if plans is None:
+        plans = {}
+        with contextlib.suppress(AttributeError):  # an engine that takes no attributes: per walker
+            engine._walker_invariant_plans = plans
+    return plans  # type: ignore[no-any-return]
+
+
+def canonical_of(structure: Any) -> str:
+    """``url|version`` of a compiled structure (its url alone when it has no version)."""
+    version = structure.sd.get("version")
+    return f"{structure.url}|{version}" if isinstance(version, str) and version else structure.url
 
 
 _GENERAL, _SINGLE, _PLAIN_PRIMITIVE = 0, 1, 2

@@ -1,6 +1,6 @@
 """The service's endpoints, one router per group; ``create_app`` includes them all."""
 
-from adapter.service.routes import accept, audit, deliveries, mapping, operations, validate
+from adapter.service.routes import accept, audit, deliveries, gitb, mapping, operations, validate
 
 ROUTERS = (
     validate.router,
@@ -9,6 +9,7 @@ ROUTERS = (
     mapping.router,
     deliveries.router,
     audit.router,
+    gitb.router,
     operations.router,
 )
 

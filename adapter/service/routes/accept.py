@@ -43,7 +43,8 @@ async def accept_endpoint(request: Request, call: SubmitCall, state: AppState) -
                            detail="validation errors", sync=True)
         notice = Issue(severity="error", code="processing", expression="", source="service",
                        message=message("not-accepted", call.neg.lang))
-        rejected = operation_outcome([*report.issues, notice], rulebook_version=report.rulebook_version)
+        rejected = operation_outcome([*report.issues, notice], rulebook_version=report.rulebook_version,
+                                     provenance=report.provenance)
         return render(rejected, call.neg.response_format, 422)
     key = request.headers.get("idempotency-key") or None
     destination = request.query_params.get("destination") or None
@@ -52,7 +53,8 @@ async def accept_endpoint(request: Request, call: SubmitCall, state: AppState) -
     notice = Issue(severity="information", code="informational", expression="", source="service",
                    message=message("accepted", call.neg.lang, value=delivery.id),
                    message_id="becare-accepted")
-    body = operation_outcome([*report.issues, notice], rulebook_version=report.rulebook_version)
+    body = operation_outcome([*report.issues, notice], rulebook_version=report.rulebook_version,
+                             provenance=report.provenance)
     for issue in body["issue"]:
         if any(e.get("valueString") == "becare-accepted" for e in issue.get("extension", ())):
             issue["diagnostics"] = delivery.id

@@ -17,6 +17,8 @@
     validated: false,   // once something was validated, a language or region change re-validates
     outcomeText: null,  // the server's OperationOutcome exactly as received, for download
     seq: 0,             // ignores answers to requests that a newer one replaced
+    hiddenSeverities: new Set(), // severities the user unticked in the filter
+    counts: {},         // issues per severity of the shown result
   };
 
   const $ = (id) => document.getElementById(id);
@@ -193,11 +195,53 @@
     return hit ? hit.code : null;
   }
 
-  function groupKey(issue) {
-    const expr = (issue.expression || issue.location || [])[0] || "";
-    const entry = /^Bundle\.entry\[(\d+)\]/.exec(expr);
-    if (entry) return { key: "entry:" + entry[1], index: Number(entry[1]) };
-    return { key: "root", index: -1 };
+  const MESSAGE_ID = "http://hl7.org/fhir/StructureDefinition/operationoutcome-message-id";
+  const SUPPRESSED = "https://becare.dev/fhir/StructureDefinition/ext-suppressed";
+
+  function messageId(issue) {
+    const found = (issue.extension || []).find((e) => e.url === MESSAGE_ID);
+    return found ? found.valueString : "";
+  }
+
+  // A severity the page does not know is shown as an error: fail closed, never quietly demoted.
+  function severityOf(issue) {
+    return Object.hasOwn(SEVERITY_ORDER, issue.severity) ? issue.severity : "error";
+  }
+
+  function messageText(issue) {
+    return (issue.details && issue.details.text) || issue.diagnostics || "";
+  }
+
+  function expressionsOf(issue) {
+    return issue.expression || issue.location || [];
+  }
+
+  // Two issues are one finding at two places when everything but the place is equal, the message
+  // text and the suppression that matched included: messages quote the offending value, and
+  // folding two values would hide one (the same rule as the text output, adapter/output/fold.py).
+  function foldKey(issue) {
+    const suppressed = (issue.extension || []).find((e) => e.url === SUPPRESSED);
+    return JSON.stringify([
+      severityOf(issue), issue.code || "", ruleId(issue) || messageId(issue), messageText(issue),
+      suppressed ? suppressed.extension : null,
+    ]);
+  }
+
+  // Worst first (fatal, error, warning, information), then the service's order, which is document
+  // order; identical findings folded at their first place.
+  function orderAndFold(issues) {
+    const ordered = issues
+      .map((issue, index) => ({ issue, index }))
+      .sort((a, b) => SEVERITY_ORDER[severityOf(a.issue)] - SEVERITY_ORDER[severityOf(b.issue)]
+        || a.index - b.index)
+      .map((x) => x.issue);
+    const folds = new Map();
+    for (const issue of ordered) {
+      const key = foldKey(issue);
+      if (!folds.has(key)) folds.set(key, []);
+      folds.get(key).push(issue);
+    }
+    return [...folds.values()];
   }
 
   // Names each Bundle entry ("CareTeam/team-1") from the content itself, JSON or XML.
@@ -223,25 +267,20 @@
         });
       }
     } catch (_err) {
-      // The validator already reported why the content is broken; the groups keep their paths.
+      // The validator already reported why the content is broken; issues keep their paths.
     }
     return names;
   }
 
-  function rootName(text) {
-    try {
-      if (mediaType(text) === "application/fhir+json") return JSON.parse(text).resourceType || "";
-      const doc = new DOMParser().parseFromString(text, "application/xml");
-      return doc.documentElement ? doc.documentElement.localName : "";
-    } catch (_err) {
-      return "";
-    }
+  function resourceName(issue, names) {
+    const entry = /^Bundle\.entry\[(\d+)\]/.exec(expressionsOf(issue)[0] || "");
+    return entry ? names.get(Number(entry[1])) : undefined;
   }
 
   function render(outcome, text) {
     const issues = Array.isArray(outcome.issue) ? outcome.issue : [];
     const counts = { fatal: 0, error: 0, warning: 0, information: 0 };
-    for (const issue of issues) counts[issue.severity] = (counts[issue.severity] || 0) + 1;
+    for (const issue of issues) counts[severityOf(issue)] += 1;
     const version = ((outcome.meta && outcome.meta.tag) || [])
       .filter((tag) => String(tag.system || "").endsWith("ext-rulebook-version"))
       .map((tag) => tag.code)[0];
@@ -256,62 +295,133 @@
     if (version) summary.append(document.createTextNode(" " + t("summary.rulebook", { version })));
 
     const names = entryNames(text);
-    const groups = new Map();
-    for (const issue of issues) {
-      const { key, index } = groupKey(issue);
-      if (!groups.has(key)) groups.set(key, { index, issues: [] });
-      groups.get(key).issues.push(issue);
-    }
-    const ordered = [...groups.entries()].sort((a, b) => a[1].index - b[1].index);
+    const folds = orderAndFold(issues);
     const container = $("groups");
     container.replaceChildren();
     if (issues.length === 0) container.append(el("p", "muted", t("results.none")));
-    const root = rootName(text);
-    for (const [key, group] of ordered) {
+    // One section per severity, worst first, so the filter hides or shows a whole section.
+    for (const severity of Object.keys(SEVERITY_ORDER)) {
+      const mine = folds.filter((fold) => severityOf(fold[0]) === severity);
+      if (mine.length === 0) continue;
       const section = el("section", "group");
-      section.dataset.group = key;
-      const title = group.index >= 0
-        ? "Bundle.entry[" + group.index + "]" + (names.has(group.index) ? " · " + names.get(group.index) : "")
-        : t("group.root") + (root ? " · " + root : "");
-      const heading = el("h3", null, title);
-      heading.append(el("span", "count", t("group.count", { n: group.issues.length })));
+      section.dataset.severity = severity;
+      const heading = el("h3", null, t("group." + severity));
+      heading.append(el("span", "count", t("group.count", { n: counts[severity] })));
       section.append(heading);
       const list = el("ul", "issues");
-      group.issues
-        .slice()
-        .sort((a, b) => (SEVERITY_ORDER[a.severity] ?? 9) - (SEVERITY_ORDER[b.severity] ?? 9))
-        .forEach((issue) => list.append(renderIssue(issue)));
+      for (const fold of mine) {
+        list.append(fold.length > 1 ? renderFold(fold, names) : renderIssue(fold[0], names));
+      }
       section.append(list);
       container.append(section);
     }
+    renderFilter(counts);
     $("results").hidden = false;
   }
 
-  function renderIssue(issue) {
-    const item = el("li", "issue sev-" + (issue.severity || "information"));
+  // -- severity filter: one checkbox per severity present; the choice outlives re-validation ----
+  function renderFilter(counts) {
+    state.counts = counts;
+    const boxes = $("filter-boxes");
+    boxes.replaceChildren();
+    for (const severity of Object.keys(SEVERITY_ORDER)) {
+      if (!counts[severity]) continue;
+      const label = el("label", "filter sev-" + severity);
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.dataset.severity = severity;
+      box.checked = !state.hiddenSeverities.has(severity);
+      box.addEventListener("change", () => {
+        if (box.checked) state.hiddenSeverities.delete(severity);
+        else state.hiddenSeverities.add(severity);
+        applyFilter();
+      });
+      label.append(box, el("span", null, t("filter." + severity, { n: counts[severity] })));
+      boxes.append(label);
+    }
+    $("filter").hidden = boxes.childElementCount === 0;
+    applyFilter();
+  }
+
+  function applyFilter() {
+    let hidden = 0;
+    for (const section of $("groups").querySelectorAll("section.group[data-severity]")) {
+      section.hidden = state.hiddenSeverities.has(section.dataset.severity);
+      if (section.hidden) hidden += state.counts[section.dataset.severity] || 0;
+    }
+    const note = $("filtered");
+    note.textContent = hidden ? t("filter.hidden", { n: hidden }) : "";
+    note.hidden = hidden === 0;
+  }
+
+  // -- one finding ---------------------------------------------------------------------------
+  function issueItem(issue, count) {
+    const severity = severityOf(issue);
+    const item = el("li", "issue sev-" + severity);
     const head = el("div", "issue-head");
-    head.append(el("span", "badge", t("severity." + issue.severity)));
+    head.append(el("span", "badge", t("severity." + severity)));
+    if (count > 1) {
+      const times = el("span", "times", t("fold.times", { n: count }));
+      times.title = t("fold.times.label", { n: count });
+      head.append(times);
+    }
     const rid = ruleId(issue);
     if (rid) {
       item.dataset.rule = rid;
       head.append(el("code", "rule-id", rid));
     }
     item.append(head);
-    const text = (issue.details && issue.details.text) || issue.diagnostics || "";
-    item.append(el("p", "msg", text));
+    item.append(el("p", "msg", messageText(issue)));
+    return item;
+  }
 
+  // Line and column, then the resource the place is in ("in CareTeam/team-1").
+  function appendPlace(node, issue, names) {
+    const line = ext(issue, "line");
+    const col = ext(issue, "col");
+    if (line !== undefined) {
+      node.append(el("span", "linecol", " " + t("loc.line", { line, col: col ?? "?" })));
+    }
+    const name = resourceName(issue, names);
+    if (name) node.append(el("span", "resource", " " + t("loc.resource", { name })));
+  }
+
+  function renderIssue(issue, names) {
+    const item = issueItem(issue, 1);
     const where = el("p", "loc");
-    const expressions = issue.expression || issue.location || [];
+    const expressions = expressionsOf(issue);
     if (expressions.length) {
       where.append(el("span", "label", t("loc.label") + " "));
       where.append(el("code", "expr", expressions.join(", ")));
     }
-    const line = ext(issue, "line");
-    const col = ext(issue, "col");
-    if (line !== undefined) {
-      where.append(el("span", "linecol", " " + t("loc.line", { line, col: col ?? "?" })));
-    }
+    appendPlace(where, issue, names);
     if (where.childNodes.length) item.append(where);
+    const rid = ruleId(issue);
+    if (rid) item.append(renderRule(rid));
+    return item;
+  }
+
+  // A finding made at several places: one row with the count, its places in a list that is built
+  // when first opened (a bundle of thousands of resources without narrative stays quick).
+  function renderFold(fold, names) {
+    const item = issueItem(fold[0], fold.length);
+    item.classList.add("folded");
+    item.dataset.count = String(fold.length);
+    const box = el("details", "locations");
+    box.append(el("summary", null, t("fold.locations", { n: fold.length })));
+    const list = el("ol", "loc-list");
+    box.append(list);
+    box.addEventListener("toggle", () => {
+      if (!box.open || list.childElementCount) return;
+      for (const issue of fold) {
+        const place = el("li", "loc-item");
+        place.append(el("code", "expr", expressionsOf(issue).join(", ") || t("loc.document")));
+        appendPlace(place, issue, names);
+        list.append(place);
+      }
+    });
+    item.append(box);
+    const rid = ruleId(fold[0]);
     if (rid) item.append(renderRule(rid));
     return item;
   }
