@@ -288,3 +288,28 @@ def test_a_large_file_has_no_size_limit_but_the_service_keeps_one() -> None:
         parse(body)
     assert exc.value.code == "too-costly"
     assert parse(body, limits=FILE_LIMITS).resource["resourceType"] == "Basic"
+
+
+def test_reading_pauses_the_collector_and_gives_it_back() -> None:
+    import gc
+    import threading
+
+    assert gc.isenabled()
+    parse(b'{"resourceType": "Patient"}')
+    with pytest.raises(ParseError):
+        parse(b'{"resourceType": "Pateint"}')
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse(b'{"resourceType": "Patient"}')
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+    entries = [{"resource": {"resourceType": "Basic"}}] * 2000
+    body = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}).encode()
+    threads = [threading.Thread(target=parse, args=(body,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gc.isenabled()

@@ -46,6 +46,7 @@ class Validator:
         self.bindings = BindingChecker(self.terminology)
         self._base_sources: dict[str, bool] = {}
         self._globals: dict[str, tuple[str, ...]] | None = None
+        self._target_plans: dict[tuple[int, Any], tuple[Any, list[str], list[str]]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -226,18 +227,16 @@ class Validator:
         """A resolved target must conform to one of the target profiles for its type; a base
         type among them (e.g. plain RelatedPerson) accepts any instance of that type."""
         rtype = target.get("resourceType")
-        profiles: list[str] = []
-        unknown: list[str] = []
-        for url in urls:
-            compiled = self.structures.get(url)
-            if compiled is None:
-                unknown.append(url)  # the walker warned that it cannot be checked
-                continue
-            if compiled.type != rtype and compiled.type != "Resource":
-                continue
-            if not compiled.is_profile:
-                return
-            profiles.append(url)
+        # which of the target profiles apply to this type depends on the type alone: worked out
+        # once per list of targets and type (the same few references recur in every bundle)
+        if isinstance(rtype, str):
+            key = (id(urls), rtype)
+            known = self._target_plans.get(key)
+            if known is None or known[0] is not urls:
+                known = self._target_plans[key] = (urls, *self._target_plan(urls, rtype))
+            _urls, profiles, unknown = known
+        else:
+            profiles, unknown = self._target_plan(urls, rtype)
         if not profiles:
             return
         meta = target.get("meta")
@@ -264,6 +263,23 @@ class Validator:
             f"The referenced {rtype} does not conform to {' or '.join(profiles)}",
             source="profile",
         )
+
+    def _target_plan(self, urls: list[str], rtype: Any) -> tuple[list[str], list[str]]:
+        """(target profiles of ``rtype`` to check, target profiles not loaded); ([], []) when a
+        base type among them accepts any instance of the type."""
+        profiles: list[str] = []
+        unknown: list[str] = []
+        for url in urls:
+            compiled = self.structures.get(url)
+            if compiled is None:
+                unknown.append(url)  # the walker warned that it cannot be checked
+                continue
+            if compiled.type != rtype and compiled.type != "Resource":
+                continue
+            if not compiled.is_profile:
+                return [], []
+            profiles.append(url)
+        return profiles, unknown
 
     def unknown_target_profiles(self, walker: Walker, urls: tuple[str, ...], typed: bool, expr: str) -> None:
         """Target profiles that are not loaded: the target cannot be checked against them (nor its

@@ -115,6 +115,8 @@ class ElementRule:
     json_children: dict[str, tuple[ElementRule, str | None]] | None = None
     # on a slice, filled lazily by slicing.py: what each discriminator of its slicing requires
     slice_criteria: Any = None
+    # whether any of its types names a profile (a type profile the walker applies in addition)
+    type_profiled: bool = False
 
     @property
     def type_codes(self) -> tuple[str, ...]:
@@ -167,6 +169,7 @@ def _compile_element(defn: dict[str, Any], elem_id: str) -> ElementRule:
         max_length=defn.get("maxLength"),
         is_choice=name.endswith("[x]"),
         has_limits=any(k.startswith(("minValue", "maxValue")) for k in defn),
+        type_profiled=any(t.profiles for t in types),
     )
 
 

@@ -113,6 +113,10 @@ class StructureIndex:
         return self._regexes
 
     def is_resource_type(self, name: str) -> bool:
+        return name in self.resource_types()
+
+    def resource_types(self) -> frozenset[str]:
+        """The resource type names the store defines (the walker asks at every element)."""
         if self._resource_types is None:
             types = set()
             # what the definitions' indexes say of them is enough: reading all ~700 is not needed
@@ -125,7 +129,7 @@ class StructureIndex:
                 ):
                     types.add(sd.get("type") or sd.get("id"))
             self._resource_types = frozenset(t for t in types if t)
-        return name in self._resource_types
+        return self._resource_types
 
 
 _ID_STEP = re.compile(r"[.:]")

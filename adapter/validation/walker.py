@@ -72,6 +72,7 @@ class Walker:
         self.index = engine.structures
         self.issues = issues
         self.regexes = self.index.regexes
+        self.resource_types = self.index.resource_types()
         # (location, key, expression) of invariants already evaluated: a profile repeats the
         # constraints of its base, and the answer at one location does not change
         self.evaluated: set[tuple[str, str, str]] = set()
@@ -278,7 +279,7 @@ class Walker:
                 )
             return
         if (rule.types and tcode in ("Resource", "DomainResource")) or (
-            rule is not structure.root and self.index.is_resource_type(tcode)
+            rule is not structure.root and tcode in self.resource_types
         ):
             nested = self.engine.nested_context(value, rule.path, rc)
             if not profile_mode:
@@ -296,7 +297,7 @@ class Walker:
                 message_id="Object_must_have_some_content",
             )
             return
-        if not profile_mode and only_id(value):
+        if not profile_mode and len(value) == 1 and "id" in value:  # only_id(): not empty, see above
             self.report("error", "invariant", expr, ELE_1, source="invariant", message_id="ele-1")
 
         if tcode == "Extension" and not profile_mode and _is_absolute(value.get("url")):
@@ -354,7 +355,7 @@ class Walker:
                 if isinstance(coding, dict):
                     self.engine.bindings.check_coding(self, coding, f"{expr}.coding[{i}]")
         # a type profile (e.g. an Address that must be a be-address) applies in addition
-        chosen = _type_ref(rule, tcode)
+        chosen = _type_ref(rule, tcode) if rule.type_profiled else None
         if chosen is not None and chosen.profiles and tcode != "Extension":
             for url in chosen.profiles:
                 prof = self.index.get(url)
