@@ -52,7 +52,14 @@ class Validator:
     # ------------------------------------------------------------------ public API
     def validate(self, subject: Any, options: ValidationOptions | None = None) -> Report:
         """Validate a resource (internal form) or an ``adapter.fhirio.Document``."""
-        options = options or ValidationOptions()
+        from adapter.fhirio.document import _collector_paused
+
+        # The walk allocates many small containers and frees them by reference counting; the
+        # collector's heuristics would rescan the whole input tree for cycles it cannot hold.
+        with _collector_paused():
+            return self._validate(subject, options or ValidationOptions())
+
+    def _validate(self, subject: Any, options: ValidationOptions) -> Report:
         started = time.perf_counter()
         document = None
         if isinstance(subject, dict):

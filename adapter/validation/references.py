@@ -38,6 +38,10 @@ class BundleIndex:
     by_full_url: dict[str, Entry] = field(default_factory=dict)
     by_type_id: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
     by_resource: dict[int, Entry] = field(default_factory=dict)
+    # (reference, source fullUrl) -> what ``resolve`` answered: the same reference is resolved by
+    # the bundle checks, by the base walk and again by each profile walk; the index is complete
+    # once built, so the answer does not change
+    resolved: dict[tuple[str, str | None], Entry | None] = field(default_factory=dict)
     # (fullUrl, meta.versionId): the same fullUrl may hold several versions (bdl-7)
     by_version: dict[tuple[str, str], Entry] = field(default_factory=dict)
 
@@ -66,6 +70,17 @@ class BundleIndex:
         return index
 
     def resolve(self, reference: str, source_full_url: str | None = None) -> Entry | None:
+        """``_resolve``, each (reference, source fullUrl) worked out once."""
+        key = (reference, source_full_url)
+        try:
+            return self.resolved[key]
+        except KeyError:
+            found = self.resolved[key] = self._resolve(reference, source_full_url)
+            return found
+        except TypeError:  # not a string: nothing to remember it by
+            return self._resolve(reference, source_full_url)
+
+    def _resolve(self, reference: str, source_full_url: str | None = None) -> Entry | None:
         """Resolve per the FHIR bundle rules: absolute by fullUrl; relative against the
         source entry's base when it has a RESTful fullUrl, else by type and id. A version-specific
         reference matches the fullUrl without its version, then the entry's meta.versionId."""

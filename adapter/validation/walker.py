@@ -81,6 +81,9 @@ class Walker:
         self.resource_at: list[tuple[str, str]] = []  # (expression, type) of the resources walked into
         self.applied: dict[str, list[str]] = {}  # resource FHIRPath -> canonicals applied (provenance)
         self.canonicals: list[dict[str, str]] = []  # {declared, applied, at}: profiles not applied as sent
+        # (type, string) pairs check_primitive found valid in this validation: codes, systems and
+        # references recur throughout a bundle, and the check is a pure function of the pair
+        self.valid_strings: set[tuple[str, str]] = set()
 
     def instance_path(self, expr: str) -> str:
         """``expr`` from its resource on, indexes removed: ``Patient.address`` (extension contexts)."""
@@ -253,10 +256,15 @@ class Walker:
             if not profile_mode:
                 if rule.id.count(".") == 1 and rule.name == "id" and structure.kind == "resource":
                     tcode = "id"  # R4 types Resource.id as a plain string; its value is an id
-                problem = check_primitive(value, tcode, self.regexes)
-                if problem:
-                    self.report("error", "invalid" if "JSON" not in problem else "structure", expr, problem)
-                    return
+                mark = (tcode, value) if value.__class__ is str else None
+                if mark is None or mark not in self.valid_strings:
+                    problem = check_primitive(value, tcode, self.regexes)
+                    if problem:
+                        code = "invalid" if "JSON" not in problem else "structure"
+                        self.report("error", code, expr, problem)
+                        return
+                    if mark is not None:
+                        self.valid_strings.add(mark)
             if rule.max_length and isinstance(value, str) and len(value) > rule.max_length:
                 self.report(
                     "error",
@@ -379,6 +387,7 @@ class Walker:
             plan = _plan(owner, cmap)
         is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
         steps, walk, regexes = plan.steps, self.walk, self.regexes  # locals: this loop is the hot one
+        valid_strings = self.valid_strings
         for key, raw in value.items():
             step = steps.get(key)
             if step is None:
@@ -413,7 +422,16 @@ class Walker:
                     # nothing but its datatype constrains it: walk() reduced to its one check
                     # (none at all for a profile: the base walk did it)
                     if not profile_mode:
-                        problem = check_primitive(raw, ctype, regexes)  # type: ignore[arg-type]
+                        if raw.__class__ is str:
+                            mark = (ctype, raw)
+                            if mark in valid_strings:
+                                continue
+                            problem = check_primitive(raw, ctype, regexes)  # type: ignore[arg-type]
+                            if not problem:
+                                valid_strings.add(mark)  # type: ignore[arg-type]
+                                continue
+                        else:
+                            problem = check_primitive(raw, ctype, regexes)  # type: ignore[arg-type]
                         if problem:
                             self.report(
                                 "error",
@@ -441,7 +459,6 @@ class Walker:
             items: list[tuple[Any, str, str | None, bool]] = []  # (item, key, type, is_null_placeholder)
             for key, ctype in keys:
                 raw = value.get(key)
-                companion = value.get("_" + key)
                 if isinstance(raw, list):
                     if child.max <= 1 and not profile_mode:
                         self.report(
@@ -460,6 +477,7 @@ class Walker:
                         )
                     for j, item in enumerate(raw):
                         if item is None:
+                            companion = value.get("_" + key)
                             ok = (
                                 isinstance(companion, list)
                                 and j < len(companion)
