@@ -21,9 +21,10 @@ from adapter.conformance.legacy import LegacyTableError, legacy_table, lookup, p
 from adapter.testing.service import BecareService
 from adapter.validation.api import ValidationOptions
 from adapter.validation.engine import Validator
+from tests.shared_ref import reference_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "belgian-profiles"
+REFERENCE = reference_dir() / "belgian-profiles"
 SAMPLE = ROOT / "samples" / "valid" / "brussels-care-coordination.json"
 
 FEDERAL = "https://www.ehealth.fgov.be/standards/fhir/StructureDefinition/"

@@ -28,9 +28,10 @@ from adapter.conformance.packages import (
     pick_version,
     read_sushi_config,
 )
+from tests.shared_ref import reference_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "belgian-profiles"
+REFERENCE = reference_dir() / "belgian-profiles"
 OLD_CORE = REFERENCE / "hl7-be-github-io-2020-historical"
 PATIENT_CARE = REFERENCE / "patient-care"
 
