@@ -360,9 +360,10 @@ def structure_definition(
     return sd
 
 
-def extension(
-    rid: str, name: str, title: str, context: str, value_type: str, binding: str, description: str
+def _extension_sd(
+    rid: str, name: str, title: str, context: str, description: str, elements: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """An extension's StructureDefinition; ``elements`` are its differential below the root."""
     sd = _meta("StructureDefinition", rid, name, title)
     sd.update(
         {
@@ -374,22 +375,33 @@ def extension(
             "type": "Extension",
             "baseDefinition": FHIR + "Extension",
             "derivation": "constraint",
-            "differential": {
-                "element": [
-                    _el("Extension", short=title),
-                    _el("Extension.extension", max="0"),
-                    _el("Extension.url", fixedUri=f"{BASE}/StructureDefinition/{rid}"),
-                    _el(
-                        "Extension.value[x]",
-                        min=1,
-                        type=[{"code": value_type}],
-                        binding={"strength": "required", "valueSet": _vs(binding)},
-                    ),
-                ]
-            },
+            "differential": {"element": [_el("Extension", short=title), *elements]},
         }
     )
     return sd
+
+
+def extension(
+    rid: str, name: str, title: str, context: str, value_type: str, binding: str, description: str
+) -> dict[str, Any]:
+    """A simple extension: one coded value, bound to one of our value sets."""
+    return _extension_sd(
+        rid,
+        name,
+        title,
+        context,
+        description,
+        [
+            _el("Extension.extension", max="0"),
+            _el("Extension.url", fixedUri=f"{BASE}/StructureDefinition/{rid}"),
+            _el(
+                "Extension.value[x]",
+                min=1,
+                type=[{"code": value_type}],
+                binding={"strength": "required", "valueSet": _vs(binding)},
+            ),
+        ],
+    )
 
 
 URL_SLICING = {"discriminator": [{"type": "value", "path": "url"}], "rules": "open"}
@@ -424,28 +436,18 @@ def complex_extension(
     rid: str, name: str, title: str, context: str, parts: list[Part], description: str
 ) -> dict[str, Any]:
     """An extension made of sub-extensions only (no value of its own)."""
-    sd = _meta("StructureDefinition", rid, name, title)
-    sd.update(
-        {
-            "description": description,
-            "fhirVersion": "4.0.1",
-            "kind": "complex-type",
-            "abstract": False,
-            "context": [{"type": "element", "expression": context}],
-            "type": "Extension",
-            "baseDefinition": FHIR + "Extension",
-            "derivation": "constraint",
-            "differential": {
-                "element": [
-                    _el("Extension", short=title),
-                    *_parts("Extension", "Extension", parts),
-                    _el("Extension.url", fixedUri=f"{BASE}/StructureDefinition/{rid}"),
-                    _el("Extension.value[x]", max="0"),
-                ]
-            },
-        }
+    return _extension_sd(
+        rid,
+        name,
+        title,
+        context,
+        description,
+        [
+            *_parts("Extension", "Extension", parts),
+            _el("Extension.url", fixedUri=f"{BASE}/StructureDefinition/{rid}"),
+            _el("Extension.value[x]", max="0"),
+        ],
     )
-    return sd
 
 
 def report_extensions() -> list[dict[str, Any]]:

@@ -147,7 +147,7 @@ _resume = False  # whether the first of them found it enabled
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The garbage collector paused while a document is read. Reading builds a tree (dicts and
     lists, or lxml's) that holds no reference cycle, so the collector cannot find garbage in it;
     but its heuristics run full collections while a large tree grows, each rescanning all of it
@@ -177,7 +177,7 @@ def parse(data: bytes | str, format: str | None = None, *, limits: Limits = DEFA
         data = bytes(data)
     _check_size(data, limits)
     fmt = sniff.normalize_format(format) or sniff.sniff(data)
-    with _collector_paused():
+    with collector_paused():
         if fmt == "json":
             return _parse_json(data, limits)
         return _parse_xml(data, limits)

@@ -100,7 +100,7 @@ def validator(state: ServiceState) -> Any:
     return state.validator
 
 
-def _validate_sync(
+def validate_sync(
     state: ServiceState, data: bytes, content_type: str | None, opts: Any, unwrap: bool
 ) -> Any:
     checker = validator(state)
@@ -123,7 +123,7 @@ async def validate(state: ServiceState, request: Request, call: Call, *, unwrap:
     opts = options(state, call, with_registry)
     content_type = request.headers.get("content-type")
     try:
-        report = await run_in_threadpool(_validate_sync, state, data, content_type, opts, unwrap)
+        report = await run_in_threadpool(validate_sync, state, data, content_type, opts, unwrap)
     except ParseError as exc:
         state.metrics.validations.labels("unparseable").inc()
         state.audit.record("validate", who=call.principal.id, what=None, outcome="failure",
@@ -133,11 +133,17 @@ async def validate(state: ServiceState, request: Request, call: Call, *, unwrap:
         outcome = error_outcome(text, code=exc.code or "invalid", severity="fatal",
                                 line=exc.line, col=exc.col)
         raise Rendered(outcome, parse_error_status(exc.code)) from None
-    verdict = "invalid" if report.has_errors else "valid"
-    state.metrics.validations.labels(verdict).inc()
-    state.audit.record("validate", who=call.principal.id, what=what(report.resource),
-                       outcome="success" if verdict == "valid" else "rejected", detail=verdict)
+    record_verdict(state, call, report.resource, valid=not report.has_errors)
     return report
+
+
+def record_verdict(state: ServiceState, call: Call, resource: Any, *, valid: bool, via: str = "") -> None:
+    """Count and audit one validation that ran to its verdict (``via``: the interface, if not FHIR)."""
+    verdict = "valid" if valid else "invalid"
+    state.metrics.validations.labels(verdict).inc()
+    state.audit.record("validate", who=call.principal.id, what=what(resource),
+                       outcome="success" if valid else "rejected",
+                       detail=f"{verdict} ({via})" if via else verdict)
 
 
 def internal_failure(state: ServiceState, report: Any, call: Call, subject: str | None) -> None:

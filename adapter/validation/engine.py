@@ -52,11 +52,11 @@ class Validator:
     # ------------------------------------------------------------------ public API
     def validate(self, subject: Any, options: ValidationOptions | None = None) -> Report:
         """Validate a resource (internal form) or an ``adapter.fhirio.Document``."""
-        from adapter.fhirio.document import _collector_paused
+        from adapter.fhirio.document import collector_paused
 
         # The walk allocates many small containers and frees them by reference counting; the
         # collector's heuristics would rescan the whole input tree for cycles it cannot hold.
-        with _collector_paused():
+        with collector_paused():
             return self._validate(subject, options or ValidationOptions())
 
     def _validate(self, subject: Any, options: ValidationOptions) -> Report:

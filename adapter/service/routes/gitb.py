@@ -181,7 +181,7 @@ async def _checked(state: ServiceState, call: Call, req: gitb_inputs.GitbRequest
     opts = replace(opts, profiles=opts.profiles + req.profiles, rulebook=req.rulebook)
     budget = _budget(state, started)
     try:
-        job = run_in_threadpool(_validate_sync, state, data, content_format, opts)
+        job = run_in_threadpool(core.validate_sync, state, data, content_format, opts, False)
         report = await (asyncio.wait_for(job, budget) if budget is not None else job)
     except ParseError as exc:
         state.metrics.validations.labels("unparseable").inc()
@@ -204,10 +204,7 @@ async def _checked(state: ServiceState, call: Call, req: gitb_inputs.GitbRequest
                             message=gitb_message("wrong-resource-type", lang, found=found,
                                                  expected=req.expected_type),
                             message_id="becare-gitb-wrong-resource-type"))
-    verdict = "invalid" if any(i.is_error for i in issues) else "valid"
-    state.metrics.validations.labels(verdict).inc()
-    state.audit.record("validate", who=call.principal.id, what=core.what(report.resource),
-                       outcome="success" if verdict == "valid" else "rejected", detail=f"{verdict} (gitb)")
+    core.record_verdict(state, call, report.resource, valid=not any(i.is_error for i in issues), via="gitb")
     outcome = operation_outcome(issues, rulebook_version=report.rulebook_version,
                                 provenance=report.provenance)
     return build_tar(TarContext(
@@ -216,11 +213,6 @@ async def _checked(state: ServiceState, call: Call, req: gitb_inputs.GitbRequest
         outcome=outcome, provenance=report.provenance, profile_id=req.validation_type,
         note=_note(report), service_version=_version(),
     ))
-
-
-def _validate_sync(state: ServiceState, data: bytes, content_format: str | None, opts: Any) -> Any:
-    checker = core.validator(state)  # waits for the warm-up, as $validate does
-    return checker.validate_bytes(data, content_format, opts)
 
 
 def _budget(state: ServiceState, started: float) -> float | None:
