@@ -105,6 +105,20 @@ def test_a_rule_that_raises_is_an_error_naming_it(validator: Validator, broken_r
     assert "Interne fout" in issue.message and "becare" in issue.message  # in the caller's language
 
 
+def test_a_rule_failing_over_a_wrong_shape_is_the_shape_error_not_a_fault(validator: Validator) -> None:
+    """Found by test_validation_fuzz: an extension url that is an object made IC-CM-3's FHIRPath
+    raise. A rule reads the whole input, so a structure error anywhere explains its failure, as it
+    does an invariant's: the input stays invalid, by the shape error, reported once."""
+    bundle = json.loads((ROOT / "samples" / "valid" / "brussels-case-management.json").read_text())
+    episode = bundle["entry"][13]["resource"]
+    assert episode["resourceType"] == "EpisodeOfCare"
+    episode["extension"][2]["url"] = {"a": True, "resourceType": []}
+    report = validator.validate(bundle, ValidationOptions())
+    assert _exception_issues(report.issues) == []
+    [shape] = [i for i in report.issues if i.is_error]
+    assert shape.source == "structure" and shape.expression == "Bundle.entry[13].resource.extension[2].url"
+
+
 def test_an_invariant_that_raises_is_an_error_naming_it(
     validator: Validator, broken_invariant: str
 ) -> None:

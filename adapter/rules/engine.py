@@ -114,6 +114,9 @@ def rule_failed(rule_id: str, exc: BaseException, situation: Situation, cat: Cat
         source="rulebook",
         rule=rule_id,
         message_id=RULE_FAILED,
+        # a rule reads the whole input (it follows references): a structure error anywhere
+        # explains its failure (adapter/validation/invariants.py settle_failures)
+        extra={"scope": ""},
     )
 
 

@@ -74,7 +74,6 @@ class Validator:
         expr = rtype if isinstance(rtype, str) and rtype else "Resource"
         rc = ResourceContext(resource, None, None, None)
         walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
-        issues[:] = settle_failures(issues)
         region: str | None = options.region
         version: str | None = None
         if options.rulebook and isinstance(resource, dict):
@@ -82,6 +81,7 @@ class Validator:
             if result is not None:
                 issues.extend(result.issues)
                 region, version = result.region, result.version
+        issues[:] = settle_failures(issues)
         if document is not None and issues:
             issues[:] = _located_all(issues, document)
         today = options.today or dt.date.today()

@@ -265,26 +265,33 @@ def _failed(walker: Walker, key: str, expression: str, exc: Exception, expr: str
 
 
 def settle_failures(issues: list[Issue]) -> list[Issue]:
-    """Drop the internal error of an invariant that could not be evaluated over a part of the
-    input where the structure check found an error (at or under the invariant's node, or
-    anywhere when the expression reads ``%resource``, ``%rootResource`` or resolves references):
-    evaluating FHIRPath over a value of the wrong shape is expected to fail, that error already
-    makes the input invalid, and the shape error is reported once, not again as becare's fault."""
-    if not any(i.message_id == INVARIANT_FAILED for i in issues):
+    """Drop the internal error of a check that could not be evaluated over a part of the input
+    where the structure check found an error: evaluating FHIRPath (an invariant's, or a rule's)
+    over a value of the wrong shape is expected to fail, that error already makes the input
+    invalid, and the shape error is reported once, not again as becare's fault. Such failures
+    carry the part of the input they read as ``extra["scope"]``: a FHIRPath (at or under which a
+    structure error explains them) or ``""`` for anywhere (an expression that reads ``%resource``,
+    ``%rootResource`` or resolves references; a rule of the rulebook)."""
+    if not any(_settleable(i) for i in issues):
         return issues
     broken = [
         i.expression
         for i in issues
-        if i.is_error and i.source in ("structure", "parse") and i.message_id != INVARIANT_FAILED
+        if i.is_error and i.source in ("structure", "parse") and not _settleable(i)
     ]
 
     def explained(issue: Issue) -> bool:
-        scope = issue.extra.get("scope", issue.expression)
+        scope = issue.extra["scope"]
         if not scope:
             return bool(broken)
         return any(b == scope or b.startswith((scope + ".", scope + "[")) for b in broken)
 
-    return [i for i in issues if i.message_id != INVARIANT_FAILED or not explained(i)]
+    return [i for i in issues if not _settleable(i) or not explained(i)]
+
+
+def _settleable(issue: Issue) -> bool:
+    """An internal failure that says which part of the input it read (see ``settle_failures``)."""
+    return issue.code == "exception" and "scope" in issue.extra
 
 
 def _truthy(result: Any) -> bool:
