@@ -138,39 +138,37 @@ def _parser() -> etree.XMLParser:
 
 _ROOT_OPEN = f'<div xmlns="{XHTML_NS}">'
 _NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-_TOKEN = re.compile(
-    r"<(/?)([a-z][a-z0-9]*)\s*(/?)>"  # a tag without attributes
-    r"|[^<&]+"  # text
-    r"|&(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});"  # a predefined or numeric entity
+_TAG_TOKEN = r"<(/?)([a-z][a-z0-9]*)\s*(/?)>"  # a tag without attributes
+# the body as a sequence of tokens: tags, text and predefined or numeric entities; possessive,
+# so a text that is not made of them fails at once instead of trying every split of its runs
+_PLAIN_BODY = re.compile(
+    rf"(?:{_TAG_TOKEN}|[^<&]++|&(?:amp|lt|gt|quot|apos|#[0-9]{{1,7}}|#x[0-9a-fA-F]{{1,6}});)*+"
 )
+_TAGS = re.compile(_TAG_TOKEN)
 
 
 def _plain_and_safe(xhtml: str) -> bool:
     """True for the common generated narrative: an XHTML div whose descendants are allowed
     elements without attributes, text and the predefined entities, properly nested. Anything
-    else (attributes, comments, CDATA, other entities) goes through the full XML check."""
+    else (attributes, comments, CDATA, other entities) goes through the full XML check.
+
+    Once the body is known to be such tokens, every ``<`` in it opens a tag token, so the tags
+    are found again by a plain search and only they are looked at one by one."""
     if not xhtml.startswith(_ROOT_OPEN) or not xhtml.endswith("</div>"):
         return False
     body = xhtml[len(_ROOT_OPEN) : -len("</div>")]
-    if "]]>" in body or _NOT_XML_CHAR.search(body):
+    if "]]>" in body or _NOT_XML_CHAR.search(body) or _PLAIN_BODY.fullmatch(body) is None:
         return False
     stack: list[str] = []
-    pos = 0
-    for m in _TOKEN.finditer(body):
-        if m.start() != pos:
-            return False
-        pos = m.end()
-        name = m.group(2)
-        if name is None:
-            continue
+    for closing, name, empty in _TAGS.findall(body):
         if name not in ALLOWED_ELEMENTS:
             return False
-        if m.group(1):
-            if m.group(3) or not stack or stack.pop() != name:
+        if closing:
+            if empty or not stack or stack.pop() != name:
                 return False
-        elif not m.group(3):
+        elif not empty:
             stack.append(name)
-    return pos == len(body) and not stack
+    return not stack
 
 
 def narrative_problems(xhtml: str) -> list[str]:

@@ -74,6 +74,30 @@ class BindingChecker:
             return
         codings = _codings(value, tcode)
         if not codings:
+            self._check(walker, value, tcode, codings, strength, vs, expr, profile_mode)
+            return
+        # the same codes recur throughout a bundle, and what is said depends only on the codings
+        # and the binding: once they were found to hold (nothing said), they hold again
+        mark = (id(binding), profile_mode, *codings)
+        if mark in walker.valid_bindings:
+            return
+        before = len(walker.issues)
+        self._check(walker, value, tcode, codings, strength, vs, expr, profile_mode)
+        if len(walker.issues) == before:
+            walker.valid_bindings.add(mark)
+
+    def _check(
+        self,
+        walker: Walker,
+        value: Any,
+        tcode: str,
+        codings: list[Coded],
+        strength: str,
+        vs: str,
+        expr: str,
+        profile_mode: bool,
+    ) -> None:
+        if not codings:
             if (
                 tcode == "CodeableConcept"
                 and strength == "required"

@@ -202,8 +202,29 @@ class InvariantChecker:
         except Exception as exc:
             _failed(walker, constraint.get("key", ""), str(constraint.get("expression", "")), exc, expr)
             return
-        if plan.skip:
-            return
+        if not plan.skip:
+            self.run(walker, value, rule, tcode, constraint, plan, expr, rc)
+
+    def plan_of(self, constraint: dict[str, Any]) -> _Plan | None:
+        """The constraint's plan, for a caller that evaluates it at many nodes (``run``); None
+        when it cannot be planned (``check`` then reports that at each node)."""
+        try:
+            return self._plan(constraint)
+        except Exception:
+            return None
+
+    def run(
+        self,
+        walker: Walker,
+        value: Any,
+        rule: ElementRule,
+        tcode: str,
+        constraint: dict[str, Any],
+        plan: _Plan,
+        expr: str,
+        rc: ResourceContext,
+    ) -> None:
+        """Evaluate a planned constraint (not a skipped one) at one node; report when it fails."""
         key, expression, native = plan.key, plan.expression, plan.native
         root = rc.container if rc.container is not None else rc.resource
         try:

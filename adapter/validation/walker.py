@@ -84,6 +84,8 @@ class Walker:
         # (type, string) pairs check_primitive found valid in this validation: codes, systems and
         # references recur throughout a bundle, and the check is a pure function of the pair
         self.valid_strings: set[tuple[str, str]] = set()
+        # (binding, profile mode, codings...) found to hold in this validation (bindings.py)
+        self.valid_bindings: set[tuple[Any, ...]] = set()
 
     def instance_path(self, expr: str) -> str:
         """``expr`` from its resource on, indexes removed: ``Patient.address`` (extension contexts)."""
@@ -254,7 +256,7 @@ class Walker:
             )
         if tcode in PRIMITIVE_TYPES:
             if not profile_mode:
-                if rule.id.count(".") == 1 and rule.name == "id" and structure.kind == "resource":
+                if rule.name == "id" and rule.id.count(".") == 1 and structure.kind == "resource":
                     tcode = "id"  # R4 types Resource.id as a plain string; its value is an id
                 mark = (tcode, value) if value.__class__ is str else None
                 if mark is None or mark not in self.valid_strings:
@@ -449,6 +451,36 @@ class Walker:
                 slot[1].append((key, ctype))
 
         for child, keys in present.values():
+            if len(keys) == 1 and not (child.slices or child.slicing):
+                key, ctype = keys[0]
+                raw = value.get(key)
+                if (
+                    raw.__class__ is list
+                    and child.min <= len(raw) <= child.max
+                    and child.max > 1
+                    and raw
+                    and None not in raw
+                ):
+                    # the common array: nothing to say about the array itself, so each item is
+                    # walked as the general path below would, without its bookkeeping
+                    if profile_mode and not child.descend:
+                        continue  # counted; the profile checks nothing inside it
+                    ctype = ctype or _single_type(child)
+                    if ctype in PRIMITIVE_TYPES and ctype != "xhtml" and _is_plain(child):
+                        if not profile_mode:
+                            for j, item in enumerate(raw):
+                                problem = check_primitive(item, ctype, regexes)
+                                if problem:
+                                    self.report(
+                                        "error",
+                                        "invalid" if "JSON" not in problem else "structure",
+                                        f"{expr}.{key}[{j}]",
+                                        problem,
+                                    )
+                        continue
+                    for j, item in enumerate(raw):
+                        walk(item, child, cstruct, ctype, f"{expr}.{key}[{j}]", rc, profile_mode=profile_mode)
+                    continue
             if len(keys) > 1 and child.is_choice:
                 self.report(
                     "error",
@@ -633,21 +665,40 @@ class Walker:
             evaluable = rule.evaluable = tuple(
                 c for c in rule.constraints if c.get("key", "") not in _STRUCTURAL and c.get("expression")
             )
-        # (constraint, key, expression) to evaluate, in a base walk and in a profile walk, worked
-        # out once per rule: the same few rules are met at every element of every bundle
+        # (constraint, key, expression, plan) to evaluate, in a base walk and in a profile walk,
+        # worked out once per rule: the same few rules are met at every element of every bundle
         plans = self._invariant_plans
         planned = plans.get(rule)
         if planned is None:
-            items = tuple((c, c.get("key", ""), c.get("expression", "")) for c in evaluable)
-            own = tuple(i for i in items if not self.engine.is_base_source(i[0].get("source", "")))
-            planned = plans[rule] = (items, own)  # own: inherited from a core type, the base walk did it
-        evaluated, check = self.evaluated, self.engine.invariants.check
-        for constraint, key, expression in planned[1] if profile_mode else planned[0]:
+            planned = plans[rule] = self._plan_invariants(evaluable)
+        todo = planned[1] if profile_mode else planned[0]
+        if not todo:
+            return
+        evaluated, invariants = self.evaluated, self.engine.invariants
+        for constraint, key, expression, plan in todo:
             mark = (expr, key, expression)
             if mark in evaluated:
                 continue
             evaluated.add(mark)
-            check(self, value, rule, tcode, constraint, expr, rc)
+            if plan is None:  # not planned: check() plans it again and reports why it cannot
+                invariants.check(self, value, rule, tcode, constraint, expr, rc)
+            else:
+                invariants.run(self, value, rule, tcode, constraint, plan, expr, rc)
+
+    def _plan_invariants(
+        self, evaluable: tuple[dict[str, Any], ...]
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(all, own): the constraints to evaluate in a base walk, and in a profile walk (not those
+        inherited from a core type: the base walk did them); skipped ones are left out."""
+        invariants = self.engine.invariants
+        items = []
+        for c in evaluable:
+            plan = invariants.plan_of(c)
+            if plan is not None and plan.skip:
+                continue
+            items.append((c, c.get("key", ""), c.get("expression", ""), plan))
+        own = tuple(i for i in items if not self.engine.is_base_source(i[0].get("source", "")))
+        return tuple(items), own
 
     # ------------------------------------------------------------------ references
     def _reference(
