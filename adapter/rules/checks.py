@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from adapter.fhirio.scan import Scans
 from adapter.fhirio.shapes import as_list, member, objects
 from adapter.fhirio.shapes import text as _str
 from adapter.rules.identifiers import CORE_NS, LEGACY_NS, check_identifier, classify_system
@@ -55,6 +56,8 @@ class RuleContext:
     table1: dict[str, str]
     registry: Any | None = None
     today: dt.date = field(default_factory=dt.date.today)
+    # the scans of this validation: the bundle check may have scanned each entry already
+    scans: Scans = field(default_factory=Scans)
 
 
 class RegistryUnavailable(Exception):
@@ -694,58 +697,10 @@ def episode_key(s: Situation, ep: Episode) -> str:
 # --- identifiers -----------------------------------------------------------------------------
 
 
-_NOT_SCANNED = frozenset({"text", "contained"})
-
-
-def _identifiers(value: Any, path: list[str], under_identifier: bool = False) -> Iterator[tuple[dict, str]]:
-    """Identifiers anywhere in a resource (top level and inside References). This walk visits
-    every element of every entry, so it is one plain recursive function filling a list, arrays
-    are walked in place, and the path is a stack joined only on a hit (array indexes kept as
-    ints until then)."""
-    found: list[tuple[dict, str]] = []
-    trail: list[Any] = list(path)
-
-    def hit(ident: dict) -> None:
-        found.append((ident, "".join(p if type(p) is str else f"[{p}]" for p in trail)))
-
-    def scan(node: dict, under: bool) -> None:
-        if under and "system" in node:
-            hit(node)
-        for key, child in node.items():
-            kind = type(child)
-            if kind is dict:
-                if key in _NOT_SCANNED or key[0] == "_":
-                    continue
-                trail.append("." + key)
-                scan(child, key == "identifier")
-                trail.pop()
-            elif kind is list:
-                if key in _NOT_SCANNED or key[0] == "_":
-                    continue
-                trail.append("." + key)
-                inner = key == "identifier"
-                for i, item in enumerate(child):
-                    if type(item) is dict:
-                        trail.append(i)
-                        scan(item, inner)
-                        trail.pop()
-                trail.pop()
-
-    if isinstance(value, dict):
-        scan(value, under_identifier)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if type(item) is dict:
-                trail.append(i)
-                scan(item, under_identifier)
-                trail.pop()
-    return iter(found)
-
-
 @rule("IC-ID-1")
 def belgian_identifiers(ctx: RuleContext) -> Iterator[Finding]:
     for node in ctx.situation.nodes:
-        for ident, path in _identifiers(node.resource, [node.path]):
+        for ident, path in ctx.scans.of(node.resource, node.path).identifiers:
             kind = classify_system(ident.get("system"))
             if kind is None:
                 continue

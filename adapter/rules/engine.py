@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.fhirio.scan import Scans
 from adapter.fhirio.shapes import as_list, member
 from adapter.rules import checks
 from adapter.rules.catalog import LANGS, Catalog, CatalogError, Rule, load_catalog
@@ -133,10 +134,12 @@ def check_rulebook(
     registry: Any | None = None,
     today: dt.date | None = None,
     catalog: Catalog | None = None,
+    scans: Scans | None = None,
 ) -> RulebookResult:
     """Judge ``resource`` (a Bundle or one resource) against the interfederal rulebook.
 
     Raises ``UnknownRegionError`` for a region option we do not know (bad usage, not a finding).
+    ``scans``: the validation's scans of the same input (``adapter.fhirio.scan``), when it has them.
     """
     cat = catalog or load_catalog()
     lang = normalize_lang(lang)
@@ -155,6 +158,7 @@ def check_rulebook(
         table1=dict(cat.regions[resolved].table1) if resolved else {},
         registry=registry,
         today=today or dt.date.today(),
+        scans=scans if scans is not None else Scans(),
     )
     issues: list[Issue] = []
     skipped: list[str] = []

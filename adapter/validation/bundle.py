@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from adapter.fhirio.scan import scan
 from adapter.validation.references import BundleIndex, restful_parts, version_id
 
 if TYPE_CHECKING:
@@ -183,38 +184,8 @@ def _check_request(walker: Walker, raw: dict[str, Any], eexpr: str) -> None:
 
 
 def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every ``reference`` string under ``node`` with its FHIRPath (indexes on arrays).
-
-    The path of each step is kept as a list of pieces and joined only where a reference is
-    found: most of a resource holds no reference, and building a path string per node was
-    the larger part of this scan. The scan is a plain recursive function filling a list (a
-    generator per level cost as much again as the scan itself)."""
-    found: list[tuple[str, str]] = []
-    trail: list[str] = [path]
-
-    def scan(value: dict[str, Any]) -> None:
-        for key, child in value.items():
-            if key == "reference":
-                if isinstance(child, str):
-                    found.append((child, "".join(trail) + ".reference"))
-            elif isinstance(child, dict):
-                if key == "contained" or key[:1] == "_":
-                    continue
-                trail.append("." + key)
-                scan(child)
-                trail.pop()
-            elif isinstance(child, list):
-                if key == "contained" or key[:1] == "_":
-                    continue
-                for i, item in enumerate(child):
-                    if isinstance(item, dict):
-                        trail.append(f".{key}[{i}]")
-                        scan(item)
-                        trail.pop()
-
-    if isinstance(node, dict):
-        scan(node)
-    return iter(found)
+    """Every ``reference`` string under ``node`` with its FHIRPath (indexes on arrays)."""
+    return iter(scan(node, path).references)
 
 
 def _check_references(
@@ -225,7 +196,7 @@ def _check_references(
         if res is None:
             continue
         base = f"{expr}.entry[{entry.index}].resource"
-        for ref, rpath in iter_references(res, base):
+        for ref, rpath in walker.scans.of(res, base).references:
             if ref.startswith("#") or not ref:
                 continue
             if index.resolve(ref, entry.full_url) is not None:

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from adapter.fhirio.scan import Scans
 from adapter.validation import bundle as bundle_rules
 from adapter.validation.api import Report, ValidationOptions
 from adapter.validation.bindings import BindingChecker
@@ -77,7 +78,7 @@ class Validator:
         region: str | None = options.region
         version: str | None = None
         if options.rulebook and isinstance(resource, dict):
-            result = self._rulebook(resource, options)
+            result = self._rulebook(resource, options, walker.scans)
             if result is not None:
                 issues.extend(result.issues)
                 region, version = result.region, result.version
@@ -309,12 +310,19 @@ class Validator:
             )
 
     # ------------------------------------------------------------------ rulebook
-    def _rulebook(self, resource: dict[str, Any], options: ValidationOptions) -> Any:
+    def _rulebook(
+        self, resource: dict[str, Any], options: ValidationOptions, scans: Scans | None = None
+    ) -> Any:
         # no ImportError fallback: a rulebook that cannot be loaded has not checked anything
         from adapter.rules import check_rulebook
 
         return check_rulebook(
-            resource, region=options.region, lang=options.lang, registry=options.registry, today=options.today
+            resource,
+            region=options.region,
+            lang=options.lang,
+            registry=options.registry,
+            today=options.today,
+            scans=scans,
         )
 
 

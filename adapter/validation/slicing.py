@@ -24,6 +24,7 @@ their parent slice, by its own slicing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ _SEGMENT = re.compile(
 )
 
 
-def _segments(path: str) -> list[str]:
-    return [m.group(0) for m in _SEGMENT.finditer(path or "$this")]
+@functools.lru_cache(maxsize=4096)
+def _segments(path: str) -> tuple[str, ...]:
+    """The steps of a discriminator path (a few distinct paths, met at every sliced item)."""
+    return tuple(m.group(0) for m in _SEGMENT.finditer(path or "$this"))
 
 
 def _type_name(suffix: str) -> str:
@@ -397,7 +400,10 @@ def _matches(
     item: Any,
     item_type: str | None,
     rc: ResourceContext,
+    reached: dict[str, list[tuple[Any, str | None]]] | None = None,
 ) -> bool:
+    """Whether ``item`` belongs to ``slice_rule``. ``reached`` keeps, for one item, the values
+    each discriminator path reaches: they do not depend on the slice being tried."""
     if not discriminators:
         return _conforms(walker, item, slice_rule, structure, item_type, rc)
     for disc, crits in zip(
@@ -405,7 +411,12 @@ def _matches(
     ):
         if not crits:
             continue  # not constrained by this slice: matching uses the ones it constrains
-        values = instance_values(walker, item, disc.get("path") or "$this", rc, item_type)
+        path = disc.get("path") or "$this"
+        values = reached.get(path) if reached is not None else None
+        if values is None:
+            values = instance_values(walker, item, path, rc, item_type)
+            if reached is not None:
+                reached[path] = values
         if not all(_satisfied(walker, c, values, rc) for c in crits):
             return False
     return True
@@ -474,8 +485,11 @@ def _assign(
     for item, key, itype, placeholder in items:
         chosen: ElementRule | None = None
         if not placeholder:
+            reached: dict[str, list[tuple[Any, str | None]]] = {}
             for s in rule.slices:
-                if id(s) not in broken and _matches(walker, s, structure, discriminators, item, itype, rc):
+                if id(s) not in broken and _matches(
+                    walker, s, structure, discriminators, item, itype, rc, reached
+                ):
                     chosen = s
                     break
         out.append(chosen)

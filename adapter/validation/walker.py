@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.fhirio.scan import Scans
 from adapter.validation import slicing
 from adapter.validation.compare import fixed_matches, pattern_matches
 from adapter.validation.datatypes import ELE_1, check_attachment, check_limits, only_id, primitive_at
@@ -86,6 +87,7 @@ class Walker:
         self.valid_strings: set[tuple[str, str]] = set()
         # (binding, profile mode, codings...) found to hold in this validation (bindings.py)
         self.valid_bindings: set[tuple[Any, ...]] = set()
+        self.scans = Scans()  # references and identifiers of each resource, found once (fhirio.scan)
 
     def instance_path(self, expr: str) -> str:
         """``expr`` from its resource on, indexes removed: ``Patient.address`` (extension contexts)."""
