@@ -213,6 +213,47 @@ class InvariantChecker:
         except Exception:
             return None
 
+    def run_all(
+        self,
+        walker: Walker,
+        value: Any,
+        rule: ElementRule,
+        tcode: str,
+        todo: tuple[tuple[dict[str, Any], str, str, _Plan | None], ...],
+        expr: str,
+        rc: ResourceContext,
+    ) -> None:
+        """The constraints of one element at one node, each (constraint, key, expression, plan)
+        evaluated once per location (``walker.evaluated``: a profile repeats its base's). The
+        guards and native checks that answer most of them run here without a call per
+        constraint: they are met at every element of every bundle."""
+        evaluated = walker.evaluated
+        for constraint, key, expression, plan in todo:
+            mark = (expr, key, expression)
+            if mark in evaluated:
+                continue
+            evaluated.add(mark)
+            if plan is None:  # not planned: check() plans it again and reports why it cannot
+                self.check(walker, value, rule, tcode, constraint, expr, rc)
+                continue
+            guard, native = plan.guard, plan.native
+            if guard is None and native is None:
+                self.run(walker, value, rule, tcode, constraint, plan, expr, rc)
+                continue
+            try:
+                if guard is not None:
+                    if guard(value) is True:
+                        continue
+                    if native is None:
+                        self.run(walker, value, rule, tcode, constraint, plan, expr, rc, guarded=True)
+                        continue
+                ok = native(value)  # type: ignore[misc]
+            except Exception as exc:  # an expression the engine cannot run has not been checked
+                _failed(walker, key, expression, exc, expr)
+                continue
+            if not ok:
+                _report(walker, constraint, key, expression, expr)
+
     def run(
         self,
         walker: Walker,
@@ -223,12 +264,14 @@ class InvariantChecker:
         plan: _Plan,
         expr: str,
         rc: ResourceContext,
+        guarded: bool = False,
     ) -> None:
-        """Evaluate a planned constraint (not a skipped one) at one node; report when it fails."""
+        """Evaluate a planned constraint (not a skipped one) at one node; report when it fails.
+        ``guarded``: its guard was asked already and did not answer."""
         key, expression, native = plan.key, plan.expression, plan.native
         root = rc.container if rc.container is not None else rc.resource
         try:
-            if plan.guard is not None and plan.guard(value) is True:
+            if not guarded and plan.guard is not None and plan.guard(value) is True:
                 return
             if native is not None:
                 ok = native(value)
@@ -248,15 +291,19 @@ class InvariantChecker:
             _failed(walker, key, expression, exc, expr)
             return
         if not ok:
-            human = constraint.get("human") or expression
-            walker.report(
-                _severity(constraint),
-                "invariant",
-                expr,
-                f"Constraint failed: {key}: '{human}'",
-                source="invariant",
-                message_id=key,
-            )
+            _report(walker, constraint, key, expression, expr)
+
+
+def _report(walker: Walker, constraint: dict[str, Any], key: str, expression: str, expr: str) -> None:
+    human = constraint.get("human") or expression
+    walker.report(
+        _severity(constraint),
+        "invariant",
+        expr,
+        f"Constraint failed: {key}: '{human}'",
+        source="invariant",
+        message_id=key,
+    )
 
 
 INVARIANT_FAILED = "becare-invariant-failed"

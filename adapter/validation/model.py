@@ -8,6 +8,7 @@ to dictionary look-ups.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,13 @@ class CompiledStructure:
     @property
     def is_profile(self) -> bool:
         return self.sd.get("derivation") == "constraint"
+
+    @functools.cached_property
+    def canonical(self) -> str:
+        """``url|version`` (its url alone when it has no version): the provenance of every
+        resource names the structures applied to it."""
+        version = self.sd.get("version")
+        return f"{self.url}|{version}" if isinstance(version, str) and version else self.url
 
 
 def compile_structure(sd: dict[str, Any]) -> CompiledStructure:

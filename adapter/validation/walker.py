@@ -138,7 +138,7 @@ class Walker:
         self.resource_at.append((expr, rtype))
         self.applied.setdefault(expr, []).append(canonical_of(base))
         try:
-            self.walk(resource, base.root, base, rtype, expr, rc, profile_mode=False)
+            self.walk(resource, base.root, base, rtype, expr, rc, False)
         finally:
             self.resource_at.pop()
         meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
@@ -217,7 +217,7 @@ class Walker:
         ):
             return  # the base definition: already walked
         self.applied.setdefault(expr, []).append(canonical_of(profile))
-        self.walk(resource, profile.root, profile, profile.type, expr, rc, profile_mode=True)
+        self.walk(resource, profile.root, profile, profile.type, expr, rc, True)
 
     # ------------------------------------------------------------------ elements
     def walk(
@@ -228,10 +228,10 @@ class Walker:
         tcode: str | None,
         expr: str,
         rc: ResourceContext,
-        *,
         profile_mode: bool,
     ) -> None:
-        """Check one item (not a list) against ``rule``."""
+        """Check one item (not a list) against ``rule``. (``profile_mode`` is passed by position
+        in the walker's own calls: this is its hottest call.)"""
         if tcode is None:
             if rule.types:
                 tcode = rule.types[0].code
@@ -315,7 +315,7 @@ class Walker:
         if tcode == "Extension" and not profile_mode and _is_absolute(value.get("url")):
             definition = self.engine.extension_definition(value["url"])
             if definition is not None and definition is not structure:
-                self.walk(value, definition.root, definition, "Extension", expr, rc, profile_mode=False)
+                self.walk(value, definition.root, definition, "Extension", expr, rc, False)
                 return
             if definition is None:
                 self.engine.unknown_extension(self, value["url"], expr)
@@ -329,7 +329,9 @@ class Walker:
             cstruct = base
             cmap = json_children(owner, base)
         elif rule.children or rule is structure.root:
-            cmap = json_children(rule, structure)
+            cmap = rule.json_children  # json_children(), inlined where it is cached
+            if cmap is None:
+                cmap = json_children(rule, structure)
             owner = rule
         elif profile_mode:
             cmap = {}  # the datatype's own definition: the base walk checked it
@@ -341,7 +343,9 @@ class Walker:
                     self.report("error", "structure", expr, f"Unknown type '{tcode}'")
                 return
             cstruct, owner = dt, dt.root
-            cmap = json_children(dt.root, dt)
+            cmap = dt.root.json_children
+            if cmap is None:
+                cmap = json_children(dt.root, dt)
             if dt.root.evaluable != ():
                 self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
 
@@ -372,7 +376,7 @@ class Walker:
             for url in chosen.profiles:
                 prof = self.index.get(url)
                 if prof is not None and prof.is_profile:
-                    self.walk(value, prof.root, prof, tcode, expr, rc, profile_mode=True)
+                    self.walk(value, prof.root, prof, tcode, expr, rc, True)
 
     def _children(
         self,
@@ -389,10 +393,14 @@ class Walker:
         plan = owner.child_plan
         if plan is None or owner.json_children is not cmap:
             plan = _plan(owner, cmap)
-        is_resource_root = owner is cstruct.root and cstruct.kind == "resource"
         steps, walk, regexes = plan.steps, self.walk, self.regexes  # locals: this loop is the hot one
         valid_strings = self.valid_strings
-        for key, raw in value.items():
+        if profile_mode:  # only the keys a profile walk can say something about, in their order
+            wanted = plan.profile_keys
+            members = [(key, raw) for key, raw in value.items() if key in wanted]
+        else:
+            members = value.items()  # type: ignore[assignment]
+        for key, raw in members:
             step = steps.get(key)
             if step is None:
                 if key[:1] == "_":
@@ -404,7 +412,7 @@ class Walker:
                         if not profile_mode:
                             self._primitive_companion(value, key, cmap[base_key], expr, rc)
                         continue
-                elif key == "resourceType" and is_resource_root:
+                elif key == "resourceType" and owner is cstruct.root and cstruct.kind == "resource":
                     continue
                 if not profile_mode:
                     self.report(
@@ -444,7 +452,7 @@ class Walker:
                                 problem,
                             )
                     continue
-                walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode=profile_mode)
+                walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode)
                 continue
             slot = present.get(id(child))
             if slot is None:
@@ -481,7 +489,7 @@ class Walker:
                                     )
                         continue
                     for j, item in enumerate(raw):
-                        walk(item, child, cstruct, ctype, f"{expr}.{key}[{j}]", rc, profile_mode=profile_mode)
+                        walk(item, child, cstruct, ctype, f"{expr}.{key}[{j}]", rc, profile_mode)
                     continue
             if len(keys) > 1 and child.is_choice:
                 self.report(
@@ -579,9 +587,9 @@ class Walker:
                                 "error", "invalid" if "JSON" not in problem else "structure", iexpr, problem
                             )
                 else:
-                    self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode=profile_mode)
+                    self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode)
                 if slice_rule is not None:
-                    self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, profile_mode=True)
+                    self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, True)
 
         for child, keys in plan.required:
             if value.keys().isdisjoint(keys):  # none of its keys (nor ``_`` companions) is there
@@ -673,19 +681,11 @@ class Walker:
         planned = plans.get(rule)
         if planned is None:
             planned = plans[rule] = self._plan_invariants(evaluable)
+            if not planned[0]:  # all skipped: nothing to evaluate here in either walk
+                rule.evaluable = ()
         todo = planned[1] if profile_mode else planned[0]
-        if not todo:
-            return
-        evaluated, invariants = self.evaluated, self.engine.invariants
-        for constraint, key, expression, plan in todo:
-            mark = (expr, key, expression)
-            if mark in evaluated:
-                continue
-            evaluated.add(mark)
-            if plan is None:  # not planned: check() plans it again and reports why it cannot
-                invariants.check(self, value, rule, tcode, constraint, expr, rc)
-            else:
-                invariants.run(self, value, rule, tcode, constraint, plan, expr, rc)
+        if todo:
+            self.engine.invariants.run_all(self, value, rule, tcode, todo, expr, rc)
 
     def _plan_invariants(
         self, evaluable: tuple[dict[str, Any], ...]
@@ -773,7 +773,7 @@ class Walker:
         attempts: list[list[Issue]] = []
         for prof in candidates:
             probe = self.engine.probe_walker()
-            probe.walk(value, prof.root, prof, rtype, expr, rc, profile_mode=True)
+            probe.walk(value, prof.root, prof, rtype, expr, rc, True)
             if not any(i.is_error for i in probe.issues):
                 self.issues.extend(probe.issues)
                 self.applied.setdefault(expr, []).append(canonical_of(prof))
@@ -845,8 +845,7 @@ def _invariant_plans(engine: Any) -> dict[ElementRule, Any]:
 
 def canonical_of(structure: Any) -> str:
     """``url|version`` of a compiled structure (its url alone when it has no version)."""
-    version = structure.sd.get("version")
-    return f"{structure.url}|{version}" if isinstance(version, str) and version else structure.url
+    return structure.canonical  # type: ignore[no-any-return]
 
 
 _GENERAL, _SINGLE, _PLAIN_PRIMITIVE = 0, 1, 2
@@ -863,6 +862,9 @@ class _ChildPlan:
     steps: dict[str, tuple[ElementRule, str | None, int]]
     required: tuple[tuple[ElementRule, tuple[str, ...]], ...]
     sliced: tuple[tuple[ElementRule, tuple[str, ...]], ...] = ()
+    # the keys a profile walk looks at: those of constrained children, and every ``_`` companion
+    # (one standing alone counts its element); a profile walk skips all others unread
+    profile_keys: frozenset[str] = frozenset()
 
 
 def _plan(owner: ElementRule, cmap: dict[str, tuple[ElementRule, str | None]]) -> _ChildPlan:
@@ -891,7 +893,10 @@ def _plan(owner: ElementRule, cmap: dict[str, tuple[ElementRule, str | None]]) -
         (child, tuple(keys_of[id(child)]))
         for child in {id(c): c for c, _t in cmap.values() if any(s.min > 0 for s in c.slices)}.values()
     )
-    plan = _ChildPlan(steps, required, sliced)
+    profile_keys = frozenset(k for k, (child, _t, _k) in steps.items() if child.constrained) | frozenset(
+        "_" + k for k in cmap
+    )
+    plan = _ChildPlan(steps, required, sliced, profile_keys)
     if owner.json_children is cmap:
         owner.child_plan = plan
     return plan
