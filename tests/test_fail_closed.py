@@ -30,6 +30,7 @@ from adapter.rules.checks import RegistryUnavailable
 from adapter.service.app import create_app
 from adapter.service.config import RateLimit, ServiceConfig
 from adapter.validation import Validator
+from adapter.validation import walker as walker_module
 from adapter.validation.api import ValidationOptions
 from adapter.validation.invariants import InvariantChecker
 
@@ -76,6 +77,9 @@ def broken_invariant(monkeypatch: pytest.MonkeyPatch) -> str:
         return p
 
     monkeypatch.setattr(InvariantChecker, "_plan", plan)
+    # a validator keeps the plans its walkers made per element; during this test each walk plans
+    # afresh, so a validator made before it (the module's) plans with the broken evaluation too
+    monkeypatch.setattr(walker_module, "_invariant_plans", lambda engine: {})
     return INVARIANT
 
 
