@@ -45,38 +45,31 @@ def scan(resource: Any, path: str) -> Found:
             identifiers.append((node, here()))
         for key, child in node.items():
             kind = type(child)
-            if key == "reference" and refs:
-                if kind is str:
-                    references.append((child, here() + ".reference"))
-                    continue
-                if not ids:
-                    continue
-                child_refs = False
-            else:
-                child_refs = refs
             if kind is dict:
                 if key == "contained" or key[:1] == "_":
                     continue
+                child_refs = refs and key != "reference"  # no reference inside a reference
                 child_ids = ids and key != "text"
-                if not (child_refs or child_ids):
-                    continue
-                trail.append("." + key)
-                visit(child, child_refs, child_ids, child_ids and key == "identifier")
-                trail.pop()
+                if child_refs or child_ids:
+                    trail.append("." + key)
+                    visit(child, child_refs, child_ids, child_ids and key == "identifier")
+                    trail.pop()
             elif kind is list:
                 if key == "contained" or key[:1] == "_":
                     continue
+                child_refs = refs and key != "reference"
                 child_ids = ids and key != "text"
-                if not (child_refs or child_ids):
-                    continue
-                trail.append("." + key)
-                inner = child_ids and key == "identifier"
-                for i, item in enumerate(child):
-                    if type(item) is dict:
-                        trail.append(i)
-                        visit(item, child_refs, child_ids, inner)
-                        trail.pop()
-                trail.pop()
+                if child_refs or child_ids:
+                    trail.append("." + key)
+                    inner = child_ids and key == "identifier"
+                    for i, item in enumerate(child):
+                        if type(item) is dict:
+                            trail.append(i)
+                            visit(item, child_refs, child_ids, inner)
+                            trail.pop()
+                    trail.pop()
+            elif kind is str and refs and key == "reference":
+                references.append((child, here() + ".reference"))
 
     if type(resource) is dict:
         visit(resource, True, True, False)

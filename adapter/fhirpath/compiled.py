@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from fhirpathpy.engine.evaluators import string_literal as fp_string_literal
+from fhirpathpy.models import models
 
 from adapter.fhirpath.parsing import parse
 
@@ -101,6 +102,24 @@ def _bool3(coll: Coll) -> bool | None:
     raise Fallback("non-boolean operand of a boolean operator")
 
 
+def _choice_names() -> frozenset[str]:
+    """Names of the R4 choice elements (``value`` of ``value[x]``), also where an element reuses
+    one by contentReference: the full engine treats a name as a choice only on those paths, so
+    any other absent name is simply absent, without looking for a typed key."""
+    model = models["r4"]
+    choices = model["choiceTypePaths"]
+    names = {path.rsplit(".", 1)[-1] for path in choices}
+    names |= {
+        path.rsplit(".", 1)[-1]
+        for path, target in model["pathsDefinedElsewhere"].items()
+        if target in choices
+    }
+    return frozenset(names)
+
+
+_CHOICE_NAMES = _choice_names()
+
+
 def _member(items: Coll, name: str) -> Coll:
     out: Coll = []
     for item in items:
@@ -110,6 +129,8 @@ def _member(items: Coll, name: str) -> Coll:
             raise Fallback("primitive with extensions")
         value = item.get(name)
         if value is None:
+            if name not in _CHOICE_NAMES:
+                continue  # not a choice element anywhere: absent
             for key in item:
                 if len(key) > len(name) and key.startswith(name) and key[len(name)].isupper():
                     raise Fallback("choice element")
