@@ -31,18 +31,31 @@ class Found:
 
 def scan(resource: Any, path: str) -> Found:
     """References and identifiers in ``resource`` (an object; anything else holds none)."""
-    found = Found()
-    references, identifiers = found.references, found.identifiers
-    trail: list[Any] = [path]  # path pieces, array indexes as ints until joined on a hit
+    scanner = _Scanner(path)
+    if type(resource) is dict:
+        scanner.visit(resource, True, True, False)
+    return scanner.found
 
-    def here() -> str:
-        return "".join(p if type(p) is str else f"[{p}]" for p in trail)
+
+class _Scanner:
+    """One scan's state. A class rather than a recursive closure: a closure that calls itself
+    is a reference cycle, left for the garbage collector after every scan."""
+
+    __slots__ = ("found", "trail")
+
+    def __init__(self, path: str) -> None:
+        self.found = Found()
+        self.trail: list[Any] = [path]  # path pieces, array indexes as ints until joined on a hit
+
+    def here(self) -> str:
+        return "".join(p if type(p) is str else f"[{p}]" for p in self.trail)
 
     # refs / ids: whether references / identifiers are still looked for below this node
     # (``text`` holds no identifier worth checking; a non-string ``reference`` no reference)
-    def visit(node: dict[str, Any], refs: bool, ids: bool, identifier: bool) -> None:
+    def visit(self, node: dict[str, Any], refs: bool, ids: bool, identifier: bool) -> None:
+        trail = self.trail
         if identifier and "system" in node:
-            identifiers.append((node, here()))
+            self.found.identifiers.append((node, self.here()))
         for key, child in node.items():
             kind = type(child)
             if kind is dict:
@@ -52,7 +65,7 @@ def scan(resource: Any, path: str) -> Found:
                 child_ids = ids and key != "text"
                 if child_refs or child_ids:
                     trail.append("." + key)
-                    visit(child, child_refs, child_ids, child_ids and key == "identifier")
+                    self.visit(child, child_refs, child_ids, child_ids and key == "identifier")
                     trail.pop()
             elif kind is list:
                 if key == "contained" or key[:1] == "_":
@@ -65,15 +78,11 @@ def scan(resource: Any, path: str) -> Found:
                     for i, item in enumerate(child):
                         if type(item) is dict:
                             trail.append(i)
-                            visit(item, child_refs, child_ids, inner)
+                            self.visit(item, child_refs, child_ids, inner)
                             trail.pop()
                     trail.pop()
             elif kind is str and refs and key == "reference":
-                references.append((child, here() + ".reference"))
-
-    if type(resource) is dict:
-        visit(resource, True, True, False)
-    return found
+                self.found.references.append((child, self.here() + ".reference"))
 
 
 class Scans:
