@@ -183,11 +183,6 @@ def _check_request(walker: Walker, raw: dict[str, Any], eexpr: str) -> None:
             )
 
 
-def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every ``reference`` string under ``node`` with its FHIRPath (indexes on arrays)."""
-    return iter(scan(node, path).references)
-
-
 def _check_references(
     walker: Walker, bundle: dict[str, Any], expr: str, index: BundleIndex, btype: Any
 ) -> None:
@@ -258,7 +253,7 @@ def check_parameters(walker: Walker, parameters: dict[str, Any], expr: str) -> N
     ids = {(t, i) for t, i in typed if isinstance(t, str) and isinstance(i, str)}
     carried = {t for t, _ in typed if isinstance(t, str)}
     for res, path in resources:
-        for ref, rpath in iter_references(res, path):
+        for ref, rpath in scan(res, path).references:
             parts = ref.split("/")
             if len(parts) == 2 and parts[0] in carried and (parts[0], parts[1]) not in ids:
                 walker.report(

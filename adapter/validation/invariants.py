@@ -224,9 +224,8 @@ class InvariantChecker:
         rc: ResourceContext,
     ) -> None:
         """The constraints of one element at one node, each (constraint, key, expression, plan)
-        evaluated once per location (``walker.evaluated``: a profile repeats its base's). The
-        guards and native checks that answer most of them run here without a call per
-        constraint: they are met at every element of every bundle."""
+        evaluated once per location (``walker.evaluated``: a profile repeats its base's), in one
+        call per element rather than one per constraint."""
         evaluated = walker.evaluated
         for constraint, key, expression, plan in todo:
             mark = (expr, key, expression)
@@ -235,24 +234,8 @@ class InvariantChecker:
             evaluated.add(mark)
             if plan is None:  # not planned: check() plans it again and reports why it cannot
                 self.check(walker, value, rule, tcode, constraint, expr, rc)
-                continue
-            guard, native = plan.guard, plan.native
-            if guard is None and native is None:
+            else:
                 self.run(walker, value, rule, tcode, constraint, plan, expr, rc)
-                continue
-            try:
-                if guard is not None:
-                    if guard(value) is True:
-                        continue
-                    if native is None:
-                        self.run(walker, value, rule, tcode, constraint, plan, expr, rc, guarded=True)
-                        continue
-                ok = native(value)  # type: ignore[misc]
-            except Exception as exc:  # an expression the engine cannot run has not been checked
-                _failed(walker, key, expression, exc, expr)
-                continue
-            if not ok:
-                _report(walker, constraint, key, expression, expr)
 
     def run(
         self,
@@ -264,14 +247,12 @@ class InvariantChecker:
         plan: _Plan,
         expr: str,
         rc: ResourceContext,
-        guarded: bool = False,
     ) -> None:
-        """Evaluate a planned constraint (not a skipped one) at one node; report when it fails.
-        ``guarded``: its guard was asked already and did not answer."""
+        """Evaluate a planned constraint (not a skipped one) at one node; report when it fails."""
         key, expression, native = plan.key, plan.expression, plan.native
         root = rc.container if rc.container is not None else rc.resource
         try:
-            if not guarded and plan.guard is not None and plan.guard(value) is True:
+            if plan.guard is not None and plan.guard(value) is True:
                 return
             if native is not None:
                 ok = native(value)

@@ -109,6 +109,10 @@ class Walker:
     ) -> None:
         self.issues.append(Issue(severity, code, expr, message, source=source, message_id=message_id))  # type: ignore[arg-type]
 
+    def _primitive_problem(self, expr: str, problem: str) -> None:
+        """A primitive value check_primitive refused: a wrong JSON shape, or an invalid value."""
+        self.report("error", "invalid" if "JSON" not in problem else "structure", expr, problem)
+
     # ------------------------------------------------------------------ resources
     def validate_resource(
         self,
@@ -264,8 +268,7 @@ class Walker:
                 if mark is None or mark not in self.valid_strings:
                     problem = check_primitive(value, tcode, self.regexes)
                     if problem:
-                        code = "invalid" if "JSON" not in problem else "structure"
-                        self.report("error", code, expr, problem)
+                        self._primitive_problem(expr, problem)
                         return
                     if mark is not None:
                         self.valid_strings.add(mark)
@@ -445,12 +448,7 @@ class Walker:
                         else:
                             problem = check_primitive(raw, ctype, regexes)  # type: ignore[arg-type]
                         if problem:
-                            self.report(
-                                "error",
-                                "invalid" if "JSON" not in problem else "structure",
-                                f"{expr}.{key}",
-                                problem,
-                            )
+                            self._primitive_problem(f"{expr}.{key}", problem)
                     continue
                 walk(raw, child, cstruct, ctype, f"{expr}.{key}", rc, profile_mode)
                 continue
@@ -481,12 +479,7 @@ class Walker:
                             for j, item in enumerate(raw):
                                 problem = check_primitive(item, ctype, regexes)
                                 if problem:
-                                    self.report(
-                                        "error",
-                                        "invalid" if "JSON" not in problem else "structure",
-                                        f"{expr}.{key}[{j}]",
-                                        problem,
-                                    )
+                                    self._primitive_problem(f"{expr}.{key}[{j}]", problem)
                         continue
                     for j, item in enumerate(raw):
                         walk(item, child, cstruct, ctype, f"{expr}.{key}[{j}]", rc, profile_mode)
@@ -583,9 +576,7 @@ class Walker:
                     if not profile_mode:
                         problem = check_primitive(item, ctype, self.regexes)
                         if problem:
-                            self.report(
-                                "error", "invalid" if "JSON" not in problem else "structure", iexpr, problem
-                            )
+                            self._primitive_problem(iexpr, problem)
                 else:
                     self.walk(item, child, cstruct, ctype, iexpr, rc, profile_mode)
                 if slice_rule is not None:
