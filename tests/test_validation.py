@@ -74,6 +74,28 @@ def test_required_binding(validator: Validator) -> None:
     assert len(found) == 1 and found[0].startswith("Patient.gender:")
 
 
+def test_a_binding_is_judged_at_every_place_its_codes_recur(validator: Validator) -> None:
+    """Codes found to hold are not looked up again within one validation; codes that fail are
+    reported at every place, and the same codes hold again at the next place."""
+    bad = {
+        **PATIENT,
+        "gender": "bogus",
+        "contact": [
+            {"gender": "bogus", "name": {"family": "A"}},
+            {"gender": "male", "name": {"family": "B"}},
+            {"gender": "bogus", "name": {"family": "C"}},
+        ],
+    }
+    found = [e for e in errors(validator, bad) if "gender" in e]
+    assert [e.split(":")[0] for e in found] == [
+        "Patient.gender",
+        "Patient.contact[0].gender",
+        "Patient.contact[2].gender",
+    ]
+    good = {**PATIENT, "gender": "male", "contact": [{"gender": "male", "name": {"family": "A"}}] * 3}
+    assert errors(validator, good) == []
+
+
 def test_invariant_is_evaluated(validator: Validator) -> None:
     bad = {**PATIENT, "contact": [{"gender": "male"}]}  # pat-1: a contact needs details
     found = errors(validator, bad)
