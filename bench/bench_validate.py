@@ -214,8 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-http", action="store_true", help="leave out part 4")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
+    from adapter.native import status
+
     print(f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {os.cpu_count()} cores"
           f"{' (quick run: figures mean nothing)' if args.quick else ''}")
+    # what ./dev serve runs: the compiled validation core when built (BECARE_NATIVE=0: without it)
+    print(status().describe())
     user = UserPath()
     made = bench_shapes(args.quick, repeat, user)
     large = next(v["json"] for k, v in made.items() if k.endswith(" entries"))

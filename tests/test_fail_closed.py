@@ -30,7 +30,7 @@ from adapter.rules.checks import RegistryUnavailable
 from adapter.service.app import create_app
 from adapter.service.config import RateLimit, ServiceConfig
 from adapter.validation import Validator
-from adapter.validation import walker as walker_module
+from adapter.validation import engine as engine_module
 from adapter.validation.api import ValidationOptions
 from adapter.validation.invariants import InvariantChecker
 
@@ -79,7 +79,7 @@ def broken_invariant(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(InvariantChecker, "_plan", plan)
     # a validator keeps the plans its walkers made per element; during this test each walk plans
     # afresh, so a validator made before it (the module's) plans with the broken evaluation too
-    monkeypatch.setattr(walker_module, "_invariant_plans", lambda engine: {})
+    monkeypatch.setattr(Validator, "invariant_plans", lambda self: {})
     return INVARIANT
 
 
@@ -176,12 +176,14 @@ def test_cli_invariant_failure_exits_1_with_the_issue(
 def test_cli_a_crash_of_the_validator_is_reported_not_a_traceback(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapter.validation.walker import Walker
+    class CrashingWalker:  # the walker may be compiled (adapter/native): replaced whole
+        def __init__(self, *args: Any) -> None:
+            pass
 
-    def crash(*args: Any, **kwargs: Any) -> None:
-        raise KeyError("walker bug")
+        def validate_resource(self, *args: Any, **kwargs: Any) -> None:
+            raise KeyError("walker bug")
 
-    monkeypatch.setattr(Walker, "validate_resource", crash)
+    monkeypatch.setattr(engine_module, "Walker", CrashingWalker)
     code, oo, err = _cli(capsys, str(SAMPLE))
     assert code == 2  # could not check
     [issue] = _oo_exceptions(oo)

@@ -43,8 +43,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     the service's or the outbox's (see ``main``)."""
     parser = _Parser(prog="becare", description="FHIR adapter for Belgian integrated care.")
     from adapter import __version__
+    from adapter.native import status
 
-    parser.add_argument("--version", action="version", version=f"becare {__version__}")
+    version = f"becare {__version__} ({status().describe()})"
+    parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
         if only is not None and name.rsplit(".", 1)[1] != only:

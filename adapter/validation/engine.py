@@ -48,6 +48,7 @@ class Validator:
         self._base_sources: dict[str, bool] = {}
         self._globals: dict[str, tuple[str, ...]] | None = None
         self._target_plans: dict[tuple[int, Any], tuple[Any, list[str], list[str]]] = {}
+        self._invariant_plans: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
@@ -132,6 +133,11 @@ class Validator:
             entry = rc.bundle.entry_for(value)
             return ResourceContext(value, None, rc.bundle, entry.full_url if entry else None)
         return ResourceContext(value, None, None, None)
+
+    def invariant_plans(self) -> dict[Any, Any]:
+        """The per-element invariant plans its walkers make (``Walker._invariants``): elements are
+        compiled once per validator, so their plans are too."""
+        return self._invariant_plans
 
     def global_profiles(self, rtype: str) -> tuple[str, ...]:
         """Profiles an ImplementationGuide declares ``global`` for every resource of a type."""

@@ -109,10 +109,10 @@ class BundleIndex:
                 hit = self.by_full_url.get(base.group(1) + m.group(1) + "/" + m.group(2))
                 if hit is not None:
                     return self._version_of(hit, version)
-        candidates = self.by_type_id.get((m.group(1), m.group(2)))
-        if candidates and version is not None:
-            return next((c for c in candidates if version_id(c.resource) == version), candidates[0])
-        return candidates[0] if candidates else None
+        found = self.by_type_id.get((m.group(1), m.group(2)))
+        if found and version is not None:
+            return next((c for c in found if version_id(c.resource) == version), found[0])
+        return found[0] if found else None
 
     def _version_of(self, hit: Entry, version: str | None) -> Entry | None:
         """The entry holding that version of ``hit``'s fullUrl; ``hit`` itself when the bundle

@@ -170,7 +170,8 @@ def _step(walker: Walker, node: _Node, seg: str, start: ElementRule, optional: b
             url = seg[11:-2]
             ext = children.get("extension")
             for s in ext.slices if ext is not None else ():
-                fixed_url = s.children.get("url").fixed if "url" in s.children else None
+                url_rule = s.children.get("url")
+                fixed_url = url_rule.fixed if url_rule is not None else None
                 if any(url in t.profiles for t in s.types) or (fixed_url and fixed_url[1] == url):
                     out.append(_Node(s, cstruct, branch=base.branch))
             continue

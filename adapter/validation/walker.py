@@ -9,7 +9,6 @@ are skipped, so a profile costs only what it adds.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -145,8 +144,9 @@ class Walker:
             self.walk(resource, base.root, base, rtype, expr, rc, False)
         finally:
             self.resource_at.pop()
-        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-        profiles = meta.get("profile")  # not an array: a shape error the walk reported
+        meta = resource.get("meta")
+        # not an object, not an array: shape errors the walk reported
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
         declared = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
         for i, url in enumerate(declared):
             self.apply_profile(resource, url, f"{expr}.meta.profile[{i}]", expr, rc, declared=True)
@@ -332,9 +332,8 @@ class Walker:
             cstruct = base
             cmap = json_children(owner, base)
         elif rule.children or rule is structure.root:
-            cmap = rule.json_children  # json_children(), inlined where it is cached
-            if cmap is None:
-                cmap = json_children(rule, structure)
+            cached = rule.json_children  # json_children(), inlined where it is cached
+            cmap = cached if cached is not None else json_children(rule, structure)
             owner = rule
         elif profile_mode:
             cmap = {}  # the datatype's own definition: the base walk checked it
@@ -346,9 +345,8 @@ class Walker:
                     self.report("error", "structure", expr, f"Unknown type '{tcode}'")
                 return
             cstruct, owner = dt, dt.root
-            cmap = dt.root.json_children
-            if cmap is None:
-                cmap = json_children(dt.root, dt)
+            cached = dt.root.json_children
+            cmap = cached if cached is not None else json_children(dt.root, dt)
             if dt.root.evaluable != ():
                 self._invariants(value, dt.root, dt, tcode, expr, rc, profile_mode)
 
@@ -398,11 +396,12 @@ class Walker:
             plan = _plan(owner, cmap)
         steps, walk, regexes = plan.steps, self.walk, self.regexes  # locals: this loop is the hot one
         valid_strings = self.valid_strings
+        members: Any
         if profile_mode:  # only the keys a profile walk can say something about, in their order
             wanted = plan.profile_keys
             members = [(key, raw) for key, raw in value.items() if key in wanted]
         else:
-            members = value.items()  # type: ignore[assignment]
+            members = value.items()
         for key, raw in members:
             step = steps.get(key)
             if step is None:
@@ -582,8 +581,8 @@ class Walker:
                 if slice_rule is not None:
                     self.walk(item, slice_rule, cstruct, ctype, iexpr, rc, True)
 
-        for child, keys in plan.required:
-            if value.keys().isdisjoint(keys):  # none of its keys (nor ``_`` companions) is there
+        for child, wanted_keys in plan.required:
+            if value.keys().isdisjoint(wanted_keys):  # none of its keys (nor ``_`` companions) is there
                 self.report(
                     "error",
                     "required",
@@ -591,8 +590,8 @@ class Walker:
                     f"{child.path}: minimum required = {child.min}, but only found 0",
                     source="profile" if profile_mode else "structure",
                 )
-        for child, keys in plan.sliced:
-            if value.keys().isdisjoint(keys):  # absent: its required slices are missing too
+        for child, wanted_keys in plan.sliced:
+            if value.keys().isdisjoint(wanted_keys):  # absent: its required slices are missing too
                 slicing.assign(self, child, cstruct, [], expr, rc, profile_mode)
 
     def _primitive_companion(
@@ -825,13 +824,9 @@ class Walker:
 
 def _invariant_plans(engine: Any) -> dict[ElementRule, Any]:
     """The engine's table of per-rule invariant plans (``Walker._invariants``), shared by its
-    walkers: rules are compiled once per engine, so their plans are too."""
-    plans = getattr(engine, "_walker_invariant_plans", None)
-    if plans is None:
-        plans = {}
-        with contextlib.suppress(AttributeError):  # an engine that takes no attributes: per walker
-            engine._walker_invariant_plans = plans
-    return plans  # type: ignore[no-any-return]
+    walkers; an engine that keeps none gets a table per walker."""
+    keeper = getattr(engine, "invariant_plans", None)
+    return keeper() if keeper is not None else {}  # type: ignore[no-any-return]
 
 
 def canonical_of(structure: Any) -> str:
