@@ -58,7 +58,10 @@ def interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
 
 
 class UserPath:
-    """What ``becare validate``, the service and the pytest plugin do with the bytes they get."""
+    """What ``becare validate`` does with one input: parse, validate and render, with the garbage
+    collector paused throughout (adapter/cli/validate.py: the collector is off until its first
+    input is done; the parsed tree holds no cycle, so the collector could only rescan it). The
+    service and the pytest plugin do the same steps; they pause it for parsing and validating."""
 
     def __init__(self) -> None:
         from adapter.validation.api import ValidationOptions
@@ -70,13 +73,17 @@ class UserPath:
 
     def __call__(self, data: bytes, fmt: str) -> str:
         from adapter.fhirio import parse
+        from adapter.fhirio.document import collector_paused
         from adapter.fhirio.errors import FILE_LIMITS
         from adapter.output.render import render_json
 
-        document = parse(data, fmt, limits=FILE_LIMITS)  # a file on disk: no size limit
-        report = self.validator.validate(document, self.options)
-        self.issues = len(report.issues)
-        return render_json([report])
+        with collector_paused():
+            document = parse(data, fmt, limits=FILE_LIMITS)  # a file on disk: no size limit
+            report = self.validator.validate(document, self.options)
+            self.issues = len(report.issues)
+            text = render_json([report])
+            del document, report  # freed inside the pause, as when the command exits
+        return text
 
 
 def fhir_resources_parser(fmt: str) -> Callable[[bytes], Any]:

@@ -225,3 +225,48 @@ def test_min_and_max_values_of_a_profile() -> None:
         "The value in the instance (2019-05-05) is less than the specified minValue (2020-01-01)"
     ]
     assert limits(3, "2019") == []  # another precision: not comparable as text
+
+
+def test_a_constraint_two_profiles_share_is_reported_once_per_place_in_every_entry() -> None:
+    """Profile B derives from A and inherits A's constraint; a resource claiming both is walked
+    against each, and the constraint is evaluated once per location: one issue, not two, for a
+    top-level resource and for every bundle entry (whose marks are kept only while the entry is
+    validated)."""
+    from adapter.conformance import default_store
+    from adapter.validation.api import ValidationOptions
+    from adapter.validation.engine import Validator
+
+    a_url, b_url = "http://example.org/sd/named-a", "http://example.org/sd/named-b"
+    a = {
+        "resourceType": "StructureDefinition", "url": a_url, "name": "NamedA", "status": "active",
+        "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "differential": {"element": [
+            {"id": "Patient", "path": "Patient", "constraint": [
+                {"key": "tst-1", "severity": "error", "human": "A named patient has a name",
+                 "expression": "name.exists()"}]},
+        ]},
+    }  # fmt: skip
+    b = {
+        "resourceType": "StructureDefinition", "url": b_url, "name": "NamedB", "status": "active",
+        "kind": "resource", "abstract": False, "type": "Patient", "derivation": "constraint",
+        "baseDefinition": a_url,
+        "differential": {"element": [{"id": "Patient.gender", "path": "Patient.gender", "min": 1}]},
+    }  # fmt: skip
+    store = default_store().overlay()
+    store.add(a)
+    store.add(b)
+    validator = Validator(store)
+    patient = {"resourceType": "Patient", "gender": "female", "meta": {"profile": [a_url, b_url]}}
+
+    def tst_1(resource: dict) -> list[str]:
+        report = validator.validate(resource, ValidationOptions(rulebook=False))
+        return [i.expression for i in report.issues if i.is_error and "tst-1" in i.message]
+
+    assert tst_1(patient) == ["Patient"]
+    bundle = {
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}",
+                   "resource": {**patient, "id": f"p{i}"}} for i in range(3)],
+    }  # fmt: skip
+    assert tst_1(bundle) == [f"Bundle.entry[{i}].resource" for i in range(3)]

@@ -137,6 +137,28 @@ class Walker:
             return
         if expected_types and rtype not in expected_types and "Resource" not in expected_types:
             self.report("error", "structure", expr, f"The resource type '{rtype}' is not allowed here")
+        # invariants are evaluated once per location (``evaluated``); the locations inside a
+        # nested resource (a bundle entry, a contained resource) are all visited while it is
+        # validated here, never again by this walker (its container's profile walks check it
+        # with walkers of their own), so its marks are kept only meanwhile: on a large bundle
+        # they would otherwise pile up, hundreds of thousands, for nothing
+        outer = self.evaluated
+        if self.resource_at:
+            self.evaluated = set()
+        try:
+            self._validate_resource(resource, rtype, base, expr, rc, extra_profiles)
+        finally:
+            self.evaluated = outer
+
+    def _validate_resource(
+        self,
+        resource: dict[str, Any],
+        rtype: str,
+        base: CompiledStructure,
+        expr: str,
+        rc: ResourceContext,
+        extra_profiles: tuple[str, ...],
+    ) -> None:
         self.engine.before_resource(self, resource, expr, rc)
         self.resource_at.append((expr, rtype))
         self.applied.setdefault(expr, []).append(canonical_of(base))
