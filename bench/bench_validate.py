@@ -172,6 +172,9 @@ def bench_process(quick: bool) -> None:
     walls = sorted(r[1] for r in results)
     rss = max(r[2] for r in results)
     verdict = "OK" if walls[0] <= TARGET_PROCESS_S else "ABOVE TARGET"
+    # what the command ran on (a source edited since the native build: the pure modules)
+    version = subprocess.run([*_becare_command(), "--version"], capture_output=True, text=True, check=False)
+    print(f"   command: {version.stdout.strip() or version.stderr.strip()}")
     print(f"3. becare validate {shapes.CARE_BUNDLE.name} as a fresh process (start included), {runs} runs: "
           f"wall best {walls[0]:.2f} s, median {statistics.median(walls):.2f} s "
           f"(target <= {TARGET_PROCESS_S} s) {verdict}; peak RSS {rss:.0f} MB; exit code {results[0][0]}")

@@ -270,3 +270,27 @@ def test_a_constraint_two_profiles_share_is_reported_once_per_place_in_every_ent
                    "resource": {**patient, "id": f"p{i}"}} for i in range(3)],
     }  # fmt: skip
     assert tst_1(bundle) == [f"Bundle.entry[{i}].resource" for i in range(3)]
+
+
+@pytest.mark.parametrize("depth", [101, 200_000])
+def test_a_resource_nested_past_the_depth_limit_is_not_checked_and_says_so(
+    validator: Validator, depth: int
+) -> None:
+    """Parsing refuses such input; given as Python values, the validator refuses it too (fatal,
+    too-costly) instead of recursing: compiled, the walk has no interpreter recursion limit and
+    200,000 levels would overflow the C stack."""
+    extension: dict = {"url": "http://example.org/e", "valueString": "x"}
+    for _ in range(depth):
+        extension = {"url": "http://example.org/e", "extension": [extension]}
+    report = validator.validate({"resourceType": "Patient", "extension": [extension]}, OPTS)
+    assert report.has_errors
+    assert [(i.severity, i.code) for i in report.issues] == [("fatal", "too-costly")]
+    assert "nests deeper than 100 levels" in report.issues[0].message
+
+
+def test_a_resource_at_the_depth_limit_is_checked(validator: Validator) -> None:
+    extension: dict = {"url": "http://example.org/e", "valueString": "x"}
+    for _ in range(45):  # Patient > extension[] > (extension > extension[]) x 45 > ... : 94 levels
+        extension = {"url": "http://example.org/e", "extension": [extension]}
+    report = validator.validate({"resourceType": "Patient", "extension": [extension]}, OPTS)
+    assert all(i.code != "too-costly" for i in report.issues)

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+from adapter.fhirio.errors import DEFAULT_LIMITS
+from adapter.fhirio.jsonparse import nesting_depth
 from adapter.fhirio.scan import Scans
 from adapter.validation import bundle as bundle_rules
 from adapter.validation.api import Report, ValidationOptions
@@ -72,13 +74,29 @@ class Validator:
             resource = document.resource
             issues = list(getattr(document, "issues", ()) or ())
         walker = Walker(self, issues)
-        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
-        expr = rtype if isinstance(rtype, str) and rtype else "Resource"
-        rc = ResourceContext(resource, None, None, None)
-        walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
+        # a parsed document was held to the depth limit; a resource given as Python values is
+        # held to it here: the walk recurses with the nesting (compiled, it has no interpreter
+        # recursion limit to stop it), and legitimate FHIR nests a few dozen levels at most
+        too_deep = document is None and nesting_depth(resource) > DEFAULT_LIMITS.max_depth
+        if too_deep:
+            issues.append(
+                Issue(
+                    "fatal",
+                    "too-costly",
+                    "",
+                    f"The resource nests deeper than {DEFAULT_LIMITS.max_depth} levels of objects and "
+                    "arrays: it has not been checked",
+                    source="structure",
+                )
+            )
+        else:
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            expr = rtype if isinstance(rtype, str) and rtype else "Resource"
+            rc = ResourceContext(resource, None, None, None)
+            walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
         region: str | None = options.region
         version: str | None = None
-        if options.rulebook and isinstance(resource, dict):
+        if options.rulebook and isinstance(resource, dict) and not too_deep:
             result = self._rulebook(resource, options, walker.scans)
             if result is not None:
                 issues.extend(result.issues)
