@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +127,16 @@ def test_rulebook_finds_the_same_with_or_without_the_validations_scans() -> None
     assert ("Bundle.entry[0].resource.identifier[0].value", "IC-ID-1.ssin") in [
         (i.expression, i.message_id) for i in shared.issues
     ]
+
+
+def test_a_scan_of_a_tree_deeper_than_the_interpreter_allows_raises_recursion_error() -> None:
+    """As the interpreted scan did; compiled, it would otherwise overflow the C stack."""
+    node: dict = {"reference": "Patient/1"}
+    for _ in range(100_000):
+        node = {"item": [node]}
+    with pytest.raises(RecursionError):
+        scan(node, "Bundle")
+    shallow: dict = {"reference": "Patient/1"}
+    for _ in range(500):
+        shallow = {"item": [shallow]}
+    assert scan(shallow, "Bundle").references[0][0] == "Patient/1"

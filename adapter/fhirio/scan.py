@@ -37,6 +37,9 @@ def scan(resource: Any, path: str) -> Found:
     return scanner.found
 
 
+_MAX_TRAIL = 2000  # path pieces: a key and an index per level of arrays
+
+
 class _Scanner:
     """One scan's state. A class rather than a recursive closure: a closure that calls itself
     is a reference cycle, left for the garbage collector after every scan."""
@@ -54,6 +57,10 @@ class _Scanner:
     # (``text`` holds no identifier worth checking; a non-string ``reference`` no reference)
     def visit(self, node: dict[str, Any], refs: bool, ids: bool, identifier: bool) -> None:
         trail = self.trail
+        if len(trail) > _MAX_TRAIL:
+            # the interpreter would stop at about this depth; compiled (adapter/native), this
+            # recursion has no such limit and would overflow the C stack instead
+            raise RecursionError(f"scan: the resource nests deeper than {_MAX_TRAIL // 2} levels")
         if identifier and "system" in node:
             self.found.identifiers.append((node, self.here()))
         for key, child in node.items():
