@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Integer, String, Text, delete, select
+from sqlalchemy import Date, DateTime, Integer, String, Text, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -76,6 +76,30 @@ class _Role(_Base):
             self.status,
             self.source,
         )
+
+
+# The rulebook asks this for each episode of every validation the service runs (IC-ONE-1/2): one
+# statement built once, read without the ORM (~90 us a query on SQLite, ~300 us through a Session
+# and mapped objects). The columns are EpisodeRole's fields, in their order.
+_ROLES = _Role.__table__
+_ACTIVE_ROLES = (
+    select(
+        _ROLES.c.person_key,
+        _ROLES.c.role,
+        _ROLES.c.holder,
+        _ROLES.c.episode_key,
+        _ROLES.c.period_start,
+        _ROLES.c.period_end,
+        _ROLES.c.status,
+        _ROLES.c.source,
+    )
+    .where(
+        _ROLES.c.person_key == bindparam("person_key"),
+        _ROLES.c.role == bindparam("role"),
+        _ROLES.c.status.in_(ACTIVE_STATUSES),
+    )
+    .order_by(_ROLES.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -195,14 +219,10 @@ class EpisodeRegistry:
 
     def active_roles(self, ssin_hash: str, role: str, at: dt.date | None = None) -> list[EpisodeRole]:
         """Roles of that person with an active status (and, given ``at``, a period containing it)."""
-        stmt = (
-            select(_Role)
-            .where(_Role.person_key == ssin_hash, _Role.role == role, _Role.status.in_(ACTIVE_STATUSES))
-            .order_by(_Role.id)
-        )
         try:
-            with self._locks.local(), Session(self._engine) as session:
-                out = [r.to_role() for r in session.scalars(stmt).all()]
+            with self._locks.local(), self._engine.connect() as conn:
+                rows = conn.execute(_ACTIVE_ROLES, {"person_key": ssin_hash, "role": role}).all()
+            out = [EpisodeRole(*row) for row in rows]
         except SQLAlchemyError as exc:
             raise _unavailable(exc) from exc
         if at is not None:
