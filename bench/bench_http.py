@@ -1,6 +1,7 @@
 """HTTP overhead of ``$validate``: the real service over loopback vs the validator in-process.
 
-Both sides validate the same bytes with the same options; the service runs as a separate process
+Both sides validate the same bytes with the same options (the episode registry included: the
+service asks it for IC-ONE-1/2); the service runs as a separate process
 (``becare serve`` with uvicorn, as deployed) so the client does not share its GIL. Prints
 throughput, p50 and p99 for each side, and the p50 ratio (target: at most 1.3x).
 
@@ -81,17 +82,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving() -> Iterator[str]:
-    """``becare serve`` on a free loopback port, ready (validator warm); yields the base URL."""
+def serving(db_url: str | None = None) -> Iterator[str]:
+    """``becare serve`` on a free loopback port, ready (validator warm); yields the base URL.
+    Its database (outbox, audit, episode registry) is ``db_url``, else a new SQLite file."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as work:
+        db_url = db_url or f"sqlite:///{Path(work) / 'bench.db'}"
         config = Path(work) / "bench.yaml"
         config.write_text("service:\n  rate_limit: {per_second: 0, burst: 1}\n", encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("BECARE_CONFIG", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "adapter.cli.main", "serve", "--port", str(port), "--config", str(config),
-             "--log-level", "warning", "--db", f"sqlite:///{Path(work) / 'bench.db'}"],
+             "--log-level", "warning", "--db", db_url],
             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
@@ -118,13 +121,16 @@ def serving() -> Iterator[str]:
                 proc.kill()
 
 
-def paired(data: bytes, n: int, base: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def paired(data: bytes, n: int, base: str, db_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Alternate one in-process and one HTTP validation, so background load on this shared
-    machine hits both sides alike; the ratio is then about the HTTP path, not the noise."""
+    machine hits both sides alike; the ratio is then about the HTTP path, not the noise. Both
+    sides ask the same episode registry (the service's database), as the service does for
+    IC-ONE-1/2: that is validation, not HTTP overhead."""
+    from adapter.registry import EpisodeRegistry
     from adapter.validation import ValidationOptions, Validator
 
     validator = Validator()
-    options = ValidationOptions()
+    options = ValidationOptions(registry=EpisodeRegistry(db_url))
     headers = {"Content-Type": JSON, "Accept": JSON}
     local: list[float] = []
     remote: list[float] = []
@@ -172,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.input.read_bytes() if args.input else sample_bundle()
     print(f"$validate of a {len(data):,}-byte bundle, n={args.n}, concurrency={args.concurrency}")
-    with serving() as base:
-        local, remote = paired(data, args.n, base)
-        rows = [local, remote]
-        if args.concurrency > 1:
-            rows.append(concurrent_http(data, args.n, base, args.concurrency))
+    with tempfile.TemporaryDirectory() as work:
+        db_url = f"sqlite:///{Path(work) / 'bench.db'}"  # the service's, and the in-process side's registry
+        with serving(db_url) as base:
+            local, remote = paired(data, args.n, base, db_url)
+            rows = [local, remote]
+            if args.concurrency > 1:
+                rows.append(concurrent_http(data, args.n, base, args.concurrency))
     print(f"{'':16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for row in rows:
         print(f"{row['name']:16}{row['throughput']:>10.1f}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}")

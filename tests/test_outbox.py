@@ -327,6 +327,23 @@ def test_audit_is_masked_and_exports_as_fhir(box: Outbox) -> None:
     assert events[0]["recorded"].endswith("Z")
 
 
+def test_audit_events_written_without_waiting_for_the_disk_are_stored_in_order(box: Outbox) -> None:
+    """The service's queued validation events use durable=False (no fsync of their own); they
+    are stored, masked and read back in order with the durable ones around them."""
+    box.record_audit("accept", who="a", what="d-1", outcome="success")
+    box.record_audit("validate", who="b", what=None, outcome="success", detail=f"of {SSIN}", durable=False)
+    box.record_audit("validate", who="c", what=None, outcome="rejected", durable=False)
+    box.record_audit("accept", who="d", what="d-2", outcome="success")
+    records = box.audit_records()
+    assert [(r.action, r.who, r.outcome) for r in records] == [
+        ("accept", "a", "success"),
+        ("validate", "b", "success"),
+        ("validate", "c", "rejected"),
+        ("accept", "d", "success"),
+    ]
+    assert SSIN not in (records[1].detail or "")
+
+
 def test_delivery_json_shape(box: Outbox) -> None:
     d = enqueue(box, bundle(1))
     j = d.to_json()

@@ -56,6 +56,8 @@ def test_outbox_basics_on_postgres(pg_db: str) -> None:
         box.retry(d.id)
     box.record_audit("accept", who="pg", what=d.id, outcome="success")
     assert box.audit_events_as_fhir()["entry"][-1]["resource"]["subtype"][0]["code"] == "accept"
+    box.record_audit("validate", who="pg", what=None, outcome="success", durable=False)
+    assert box.audit_events_as_fhir()["entry"][-1]["resource"]["subtype"][0]["code"] == "validate"
     assert box.counts()["pending"] == 1
     # a claim never sent is free again without costing an attempt; the replay mark is kept
     [claimed] = box.claim("crashed-early", lease_seconds=0.05)

@@ -26,7 +26,14 @@ log = logging.getLogger("becare.service.audit")
 
 class AuditStore(Protocol):
     def record_audit(
-        self, action: str, *, who: str | None, what: str | None, outcome: str, detail: str | None = None
+        self,
+        action: str,
+        *,
+        who: str | None,
+        what: str | None,
+        outcome: str,
+        detail: str | None = None,
+        durable: bool = True,
     ) -> None: ...
 
     def audit_events_as_fhir(self, *, since: float | None = None, limit: int = 1000) -> dict[str, Any]: ...
@@ -54,7 +61,14 @@ class MemoryAuditStore:
         self._lock = threading.Lock()
 
     def record_audit(
-        self, action: str, *, who: str | None, what: str | None, outcome: str, detail: str | None = None
+        self,
+        action: str,
+        *,
+        who: str | None,
+        what: str | None,
+        outcome: str,
+        detail: str | None = None,
+        durable: bool = True,
     ) -> None:
         with self._lock:
             self.events.append(_Event(action, who, what, outcome, detail))
@@ -93,13 +107,13 @@ class AuditWriter:
     ) -> None:
         event = _Event(action, _masked(who, 200), _masked(what, 500), outcome, _masked(detail, 300))
         if sync:
-            self._write(event)
+            self._write(event, durable=True)
             return
         self._ensure_thread()
         try:
             self._queue.put_nowait(event)
         except queue.Full:  # back-pressure: better a slower request than a lost audit row
-            self._write(event)
+            self._write(event, durable=False)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -109,10 +123,17 @@ class AuditWriter:
                 self._thread = threading.Thread(target=self._run, name="becare-audit", daemon=True)
                 self._thread.start()
 
-    def _write(self, event: _Event) -> None:
+    def _write(self, event: _Event, *, durable: bool) -> None:
+        """A queued event lives in memory until written, so waiting for the disk to commit it
+        adds no durability (``durable=False``); a synchronous one (an acceptance) does."""
         try:
             self.store.record_audit(
-                event.action, who=event.who, what=event.what, outcome=event.outcome, detail=event.detail
+                event.action,
+                who=event.who,
+                what=event.what,
+                outcome=event.outcome,
+                detail=event.detail,
+                durable=durable,
             )
         except Exception:
             log.exception("could not store an audit event (action %s)", event.action)
@@ -123,7 +144,7 @@ class AuditWriter:
             try:
                 if event is None:
                     return
-                self._write(event)
+                self._write(event, durable=False)
             finally:
                 self._queue.task_done()
 

@@ -6,19 +6,20 @@ exactly like successful ones.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi.responses import Response
 from starlette.types import Scope
 
+from adapter.fhirio.jsonwrite import compact_json
 from adapter.service import negotiation as neg
 
 
 def dump_json(resource: Any) -> bytes:
+    """Compact JSON, as the stdlib writes it (by orjson where that provably writes the same)."""
     try:
-        return json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return compact_json(resource)
     except TypeError:  # decimals from parsed input: let fhirio write them exactly
         from adapter.fhirio import to_json
 
