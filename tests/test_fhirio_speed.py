@@ -313,3 +313,35 @@ def test_reading_pauses_the_collector_and_gives_it_back() -> None:
     for t in threads:
         t.join()
     assert gc.isenabled()
+
+
+def test_a_pause_that_ends_while_others_go_on_collects_once_overdue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overlapping pauses (concurrent requests) must not keep the collector off for good: past
+    COLLECT_PAST young objects, a pause that ends while another goes on collects the cyclic
+    garbage made meanwhile; below it, nothing is collected until the last pause ends."""
+    import gc
+    import weakref
+
+    from adapter.fhirio import document
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector frees it
+
+    def garbage() -> weakref.ref[Node]:
+        node = Node()
+        return weakref.ref(node)
+
+    monkeypatch.setattr(document, "COLLECT_PAST", 10_000)
+    assert gc.isenabled()
+    with document.collector_paused():  # another request, still validating
+        with document.collector_paused():
+            few = garbage()
+        assert few() is not None  # below the bound: left for later
+        with document.collector_paused():
+            many = garbage()
+            kept = [[] for _ in range(20_000)]  # young objects past the bound
+        assert many() is None and few() is None  # collected although a pause goes on
+        assert not gc.isenabled()
+        del kept
+    assert gc.isenabled()
