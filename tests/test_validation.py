@@ -294,3 +294,14 @@ def test_a_resource_at_the_depth_limit_is_checked(validator: Validator) -> None:
         extension = {"url": "http://example.org/e", "extension": [extension]}
     report = validator.validate({"resourceType": "Patient", "extension": [extension]}, OPTS)
     assert all(i.code != "too-costly" for i in report.issues)
+
+
+def test_a_property_name_that_is_not_a_string_is_not_checked_and_says_where(validator: Validator) -> None:
+    """JSON has string names only, so parsing never yields another; given as Python values, the
+    validator says so (fatal, with the object holding it) instead of raising."""
+    report = validator.validate({"resourceType": "Patient", "name": [{"family": "X", 3: "y"}]}, OPTS)
+    [issue] = report.issues
+    assert (issue.severity, issue.code, issue.expression) == ("fatal", "structure", "Patient.name[0]")
+    assert "Property name 3 is not a string (int)" in issue.message
+    top = validator.validate({"resourceType": "Patient", (1, 2): "x"}, OPTS)
+    assert [(i.severity, i.expression) for i in top.issues] == [("fatal", "Patient")]

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from adapter.fhirio.errors import DEFAULT_LIMITS
-from adapter.fhirio.jsonparse import nesting_depth
 from adapter.fhirio.scan import Scans
 from adapter.validation import bundle as bundle_rules
 from adapter.validation.api import Report, ValidationOptions
@@ -23,6 +22,7 @@ from adapter.validation.issues import Issue
 from adapter.validation.model import SD_BASE
 from adapter.validation.provenance import build as build_provenance
 from adapter.validation.provenance import packages_of
+from adapter.validation.pyinput import not_checkable
 from adapter.validation.references import BundleIndex
 from adapter.validation.structures import StructureIndex
 from adapter.validation.walker import ResourceContext, Walker
@@ -74,21 +74,11 @@ class Validator:
             resource = document.resource
             issues = list(getattr(document, "issues", ()) or ())
         walker = Walker(self, issues)
-        # a parsed document was held to the depth limit; a resource given as Python values is
-        # held to it here: the walk recurses with the nesting (compiled, it has no interpreter
-        # recursion limit to stop it), and legitimate FHIR nests a few dozen levels at most
-        too_deep = document is None and nesting_depth(resource) > DEFAULT_LIMITS.max_depth
-        if too_deep:
-            issues.append(
-                Issue(
-                    "fatal",
-                    "too-costly",
-                    "",
-                    f"The resource nests deeper than {DEFAULT_LIMITS.max_depth} levels of objects and "
-                    "arrays: it has not been checked",
-                    source="structure",
-                )
-            )
+        # what parsing guarantees (depth, string property names), checked for a resource given
+        # as Python values (pyinput.py)
+        unusable = not_checkable(resource, DEFAULT_LIMITS.max_depth) if document is None else None
+        if unusable is not None:
+            issues.append(unusable)
         else:
             rtype = resource.get("resourceType") if isinstance(resource, dict) else None
             expr = rtype if isinstance(rtype, str) and rtype else "Resource"
@@ -96,7 +86,7 @@ class Validator:
             walker.validate_resource(resource, expr, rc, extra_profiles=tuple(options.profiles))
         region: str | None = options.region
         version: str | None = None
-        if options.rulebook and isinstance(resource, dict) and not too_deep:
+        if options.rulebook and isinstance(resource, dict) and unusable is None:
             result = self._rulebook(resource, options, walker.scans)
             if result is not None:
                 issues.extend(result.issues)
