@@ -216,3 +216,23 @@ def test_dependencies_follow_imports_through_the_package(tmp_path: Path) -> None
         "adapter/b/typed.py",
         "adapter/c.py",
     }
+
+
+def test_a_build_for_other_modules_or_another_compiler_is_made_again(
+    copy_of_build: tuple[Path, Path],
+) -> None:
+    """What only the build reads (pyproject's module list, the compiler) also makes it stale for
+    ``./dev``'s ``--if-stale``; the loader still uses such a build (its sources are current)."""
+    from adapter.native.build import stale_reason
+
+    built, _root = copy_of_build
+    current = status()
+    assert stale_reason(current, built, ROOT) is None
+    manifest = json.loads((built / loader.MANIFEST).read_text(encoding="utf-8"))
+    (built / loader.MANIFEST).write_text(
+        json.dumps({**manifest, "compiled": manifest["compiled"][:-1]}), encoding="utf-8"
+    )
+    assert stale_reason(current, built, ROOT) == "the modules to compile changed (pyproject.toml)"
+    (built / loader.MANIFEST).write_text(json.dumps({**manifest, "compiler": "mypy 0.1"}), encoding="utf-8")
+    assert "built by mypy 0.1" in (stale_reason(current, built, ROOT) or "")
+    assert stale_reason(loader.Status(False, "stale: x changed"), built, ROOT) == "stale: x changed"

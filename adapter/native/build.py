@@ -18,7 +18,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from adapter.native.loader import BUILT, MANIFEST, PACKAGE_ROOT, abi_tag, check, source_digest
+from adapter.native.loader import BUILT, MANIFEST, PACKAGE_ROOT, Status, abi_tag, check, source_digest
 
 GROUP = "becare_native"  # the name of the library the compiled modules share
 
@@ -132,6 +132,7 @@ def build(root: Path = PACKAGE_ROOT, out: Path = BUILT, jobs: int = 2) -> None:
         manifest = {
             "abi": suffix,
             "python": sys.version.split()[0],
+            "compiler": compiler_version(),
             "compiled": modules,
             "files": built,
             "sources": sources,
@@ -144,15 +145,40 @@ def build(root: Path = PACKAGE_ROOT, out: Path = BUILT, jobs: int = 2) -> None:
     staging.rename(out)
 
 
+def compiler_version() -> str:
+    """mypyc's version (mypy's): code compiled by another one is rebuilt, not reused."""
+    from importlib.metadata import version
+
+    return f"mypy {version('mypy')}"
+
+
+def stale_reason(before: Status, built: Path = BUILT, root: Path = PACKAGE_ROOT) -> str | None:
+    """Why the build must be made again, or None: the loader's reason (``before``: a source
+    changed...), or what only the build reads: the modules to compile and the compiler."""
+    if not before.active:
+        return before.reason
+    try:
+        manifest = json.loads((built / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable manifest: {exc}"
+    if manifest.get("compiled") != configured_modules(root):
+        return "the modules to compile changed (pyproject.toml)"
+    if manifest.get("compiler") != compiler_version():
+        return f"built by {manifest.get('compiler') or 'another compiler'}, this is {compiler_version()}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapter.native.build", description=__doc__)
     parser.add_argument("--if-stale", action="store_true", help="build only if the build is missing or stale")
     parser.add_argument("--jobs", type=int, default=2, help="C files compiled at once")
     args = parser.parse_args(argv)
     before, _ = check(honour_env=False)
-    if args.if_stale and before.active:
+    reason = stale_reason(before)
+    if args.if_stale and reason is None:
         return 0
-    print(f"native: compiling the validation core with mypyc ({before.reason})...", file=sys.stderr)
+    why = reason or "asked to"
+    print(f"native: compiling the validation core with mypyc ({why})...", file=sys.stderr)
     build(jobs=args.jobs)
     after, _ = check(honour_env=False)
     print(after.describe(), file=sys.stderr)
