@@ -7,6 +7,7 @@ other kind). Either problem is one fatal issue and nothing is checked, as for un
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from adapter.validation.issues import Issue
@@ -57,13 +58,14 @@ def not_checkable(resource: Any, max_depth: int) -> Issue | None:
 def _first_bad_key(resource: Any) -> tuple[str, Any]:
     """(FHIRPath of the object holding it, the key) of the first non-string property name."""
     root = resource.get("resourceType") if isinstance(resource, dict) else None
-    stack: list[tuple[Any, str]] = [(resource, root if isinstance(root, str) and root else "Resource")]
-    while stack:
-        node, path = stack.pop(0)
+    start = root if isinstance(root, str) and root else "Resource"
+    queue: deque[tuple[Any, str]] = deque([(resource, start)])
+    while queue:  # breadth first: the shallowest bad name
+        node, path = queue.popleft()
         items = node.items() if type(node) is dict else enumerate(node)
         for key, child in items:
             if type(node) is dict and type(key) is not str:
                 return path, key
             if type(child) is dict or type(child) is list:
-                stack.append((child, f"{path}.{key}" if type(node) is dict else f"{path}[{key}]"))
+                queue.append((child, f"{path}.{key}" if type(node) is dict else f"{path}[{key}]"))
     return "", None

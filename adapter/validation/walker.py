@@ -76,7 +76,8 @@ class Walker:
         # (location, key, expression) of invariants already evaluated: a profile repeats the
         # constraints of its base, and the answer at one location does not change
         self.evaluated: set[tuple[str, str, str]] = set()
-        self._invariant_plans = _invariant_plans(engine)
+        # per-rule invariant plans (``_invariants``): the engine's, shared by its walkers
+        self._invariant_plans: dict[ElementRule, Any] = engine.invariant_plans()
         self.extensions = checker_for(engine)
         self.resource_at: list[tuple[str, str]] = []  # (expression, type) of the resources walked into
         self.applied: dict[str, list[str]] = {}  # resource FHIRPath -> canonicals applied (provenance)
@@ -842,13 +843,6 @@ class Walker:
         (its last URL segment is a profile name, not a type)."""
         compiled = self.index.get(url)
         return compiled.type if compiled is not None else None
-
-
-def _invariant_plans(engine: Any) -> dict[ElementRule, Any]:
-    """The engine's table of per-rule invariant plans (``Walker._invariants``), shared by its
-    walkers; an engine that keeps none gets a table per walker."""
-    keeper = getattr(engine, "invariant_plans", None)
-    return keeper() if keeper is not None else {}  # type: ignore[no-any-return]
 
 
 def canonical_of(structure: Any) -> str:
